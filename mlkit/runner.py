@@ -11,12 +11,18 @@ from .core import MlkitError, ParameterError, DataError, StageError
 from .runfolder import RunFolder, write_json, LAYOUT
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters', 'chain_parameters', 'parse_value',
-           'load_params_file', 'check_params', 'check_problem', 'StageFailed', 'new_run_dir', 'run_chain']
+__all__ = ['KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters', 'chain_parameters',
+           'parse_value', 'load_params_file', 'check_params', 'check_problem', 'StageFailed', 'new_run_dir',
+           'run_chain']
 
 # %% ../notebooks/40_runner.ipynb #e21bc56b
 def templates_dir() -> Path:
-    "The folder holding the workflow templates."
+    "The folder holding the workflow templates (`$MLKIT_TEMPLATES` when set, e.g. a workshop's own variants)."
+    if os.environ.get("MLKIT_TEMPLATES"):
+        d = Path(os.environ["MLKIT_TEMPLATES"]).expanduser()
+        if not any(d.glob("[0-9][0-9]_*.ipynb")):
+            raise ParameterError(f"MLKIT_TEMPLATES={str(d)!r} holds no templates named like '01_define.ipynb'.")
+        return d
     here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().resolve().parent/"mlkit"
     for d in (here/"templates", here.parent/"templates"):
         if any(d.glob("[0-9][0-9]_*.ipynb")): return d
@@ -41,8 +47,15 @@ def resolve_stage(name:str, # '05_select', '05', '5' or 'select'
 # %% ../notebooks/40_runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
 def _inspect(path:str, mtime:float) -> dict:
-    import papermill as pm
-    return pm.inspect_notebook(path)
+    "The parameters of the template at `path`, read from its one cell tagged `parameters`."
+    import nbformat
+    from papermill.translators import PythonTranslator
+    try: nb = nbformat.read(path, as_version=4)
+    except Exception as e: raise StageError(f"The template {path} is not a readable notebook: {e}") from None
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise StageError(f"The template {path} must have exactly one cell tagged 'parameters'; it has {len(cells)}.")
+    return {p.name: p._asdict() for p in PythonTranslator.inspect(cells[0])}
 
 def template_parameters() -> dict:
     "For each stage, its parameters: name → dict(type, default, help)."
@@ -140,6 +153,8 @@ def check_problem(params:dict):
 
 # %% ../notebooks/40_runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"
+# Imported by each kernel process while it starts: the libraries every stage uses anyway.
+PRELOAD = "import numpy, pandas, scipy.stats, sklearn.base, sklearn.pipeline, mlkit.runfolder"
 
 class _Kernelspec:
     "A context manager exposing a kernelspec that runs `sys.executable`."
@@ -147,25 +162,44 @@ class _Kernelspec:
         self.tmp = tempfile.TemporaryDirectory(prefix="mlkit-kernel-")
         d = Path(self.tmp.name)/"kernels"/KERNEL_NAME
         d.mkdir(parents=True)
+        boot = f"{PRELOAD}\nfrom ipykernel.kernelapp import launch_new_instance\nlaunch_new_instance()"
         (d/"kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": [sys.executable, "-c", boot, "-f", "{connection_file}"],
             "display_name": "mlkit (Python)", "language": "python",
-            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}}))
+            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}}))
         self.old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join([self.tmp.name] + ([self.old] if self.old else []))
-        return KERNEL_NAME
+        self.n = 0
+        return self
+    def sockets(self) -> str:
+        "A fresh socket path prefix for the next kernel (short: Unix sockets allow ~100 characters)."
+        self.n += 1
+        return f"{self.tmp.name}/k{self.n}"
     def __exit__(self, *exc):
         if self.old is None: os.environ.pop("JUPYTER_PATH", None)
         else: os.environ["JUPYTER_PATH"] = self.old
         self.tmp.cleanup()
 
 # %% ../notebooks/40_runner.ipynb #a73e2412
-def _ipc_kernel_manager():
-    from jupyter_client.manager import AsyncKernelManager
-    class IPCKernelManager(AsyncKernelManager):
-        "A kernel manager that connects over IPC sockets instead of TCP."
-        def __init__(self, **kw): super().__init__(**{"transport": "ipc", **kw})
-    return IPCKernelManager
+def _start_kernel(kernel_name:str, # the kernelspec's name
+                  cwd, # the kernel's working folder
+                  sockets:str, # an absolute path prefix, unique to this kernel, for its IPC socket files
+                 ):
+    "Start a kernel (IPC transport) whose client nbclient can drive; return its manager."
+    from jupyter_client.manager import KernelManager
+    km = KernelManager(kernel_name=kernel_name, transport="ipc", ip=sockets,
+                       client_class="jupyter_client.asynchronous.AsyncKernelClient")
+    km.start_kernel(cwd=str(cwd))
+    return km
+
+def _stop_kernel(km):
+    "Shut a kernel down and remove its connection files, whatever state it is in."
+    if km is None: return
+    try:
+        if km.has_kernel: km.shutdown_kernel(now=True)
+    except Exception: pass
+    try: km.cleanup_resources()
+    except Exception: pass
 
 # %% ../notebooks/40_runner.ipynb #77095dd9
 class StageFailed(StageError):
@@ -241,36 +275,44 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     specs = template_parameters()
     echo(f"mlkit run: stages {names[i0]} to {names[i1]} → {_quote(run.path)}")
     t_all = time.perf_counter()
-    with _Kernelspec() as kernel:
-        for i in range(i0, i1 + 1):
-            stage = names[i]
-            nb_out = run.path/f"{stage}.ipynb"
-            stage_params = {k: full[k] for k in specs[stage] if k in full}
-            t0 = time.perf_counter()
-            entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
-            record["stages"].append(entry); write_json(run.file("run"), record)
-            try:
-                pm.execute_notebook(str(templates_dir()/f"{stage}.ipynb"), str(nb_out), parameters=stage_params,
-                                    kernel_name=kernel, progress_bar=False, log_output=False, cwd=str(run.path),
-                                    kernel_manager_class=_ipc_kernel_manager())
-                entry.update(status="succeeded", seconds=round(time.perf_counter() - t0, 2))
-                echo(f"[{i+1:2d}/{len(names)}] {stage:<12} ok      {entry['seconds']:6.1f}s")
-            except BaseException as e:
-                entry.update(status="failed", seconds=round(time.perf_counter() - t0, 2))
-                record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2),
-                              finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
-                echo(f"[{i+1:2d}/{len(names)}] {stage:<12} FAILED  {entry['seconds']:6.1f}s")
-                resume = f"mlkit run --out {_quote(run.path)} --from {stage}"
-                if isinstance(e, PapermillExecutionError):
-                    entry["error"] = f"{e.ename}: {e.evalue}"
-                    record["error"] = {"stage": stage, "cell": _cell_summary(e), "error": entry["error"], "resume": resume}
+    from concurrent.futures import ThreadPoolExecutor
+    with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
+        kernel = KERNEL_NAME
+        next_km = pool.submit(_start_kernel, kernel, run.path, spec.sockets())
+        try:
+            for i in range(i0, i1 + 1):
+                stage = names[i]
+                nb_out = run.path/f"{stage}.ipynb"
+                stage_params = {k: full[k] for k in specs[stage] if k in full}
+                t0 = time.perf_counter()
+                entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
+                record["stages"].append(entry); write_json(run.file("run"), record)
+                km, next_km = next_km.result(), (pool.submit(_start_kernel, kernel, run.path, spec.sockets()) if i < i1 else None)
+                try:
+                    pm.execute_notebook(str(templates_dir()/f"{stage}.ipynb"), str(nb_out), parameters=stage_params,
+                                        kernel_name=kernel, progress_bar=False, log_output=False, cwd=str(run.path), km=km)
+                    entry.update(status="succeeded", seconds=round(time.perf_counter() - t0, 2))
+                    echo(f"[{i+1:2d}/{len(names)}] {stage:<12} ok      {entry['seconds']:6.1f}s")
+                except BaseException as e:
+                    entry.update(status="failed", seconds=round(time.perf_counter() - t0, 2))
+                    record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2),
+                                  finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
+                    echo(f"[{i+1:2d}/{len(names)}] {stage:<12} FAILED  {entry['seconds']:6.1f}s")
+                    resume = f"mlkit run --out {_quote(run.path)} --from {stage}"
+                    if isinstance(e, PapermillExecutionError):
+                        entry["error"] = f"{e.ename}: {e.evalue}"
+                        record["error"] = {"stage": stage, "cell": _cell_summary(e), "error": entry["error"], "resume": resume}
+                        write_json(run.file("run"), record)
+                        raise StageFailed(stage, _quote(nb_out), _cell_summary(e), entry["error"], resume) from None
+                    entry["error"] = f"{type(e).__name__}: {e}"
+                    record["error"] = {"stage": stage, "cell": None, "error": entry["error"], "resume": resume}
                     write_json(run.file("run"), record)
-                    raise StageFailed(stage, _quote(nb_out), _cell_summary(e), entry["error"], resume) from None
-                entry["error"] = f"{type(e).__name__}: {e}"
-                record["error"] = {"stage": stage, "cell": None, "error": entry["error"], "resume": resume}
-                write_json(run.file("run"), record)
-                if isinstance(e, KeyboardInterrupt): raise
-                raise StageFailed(stage, _quote(nb_out), "(the kernel did not finish a cell)", entry["error"], resume) from e
+                    if isinstance(e, KeyboardInterrupt): raise
+                    raise StageFailed(stage, _quote(nb_out), "(the kernel did not finish a cell)", entry["error"], resume) from e
+                finally:
+                    _stop_kernel(km)
+        finally:
+            if next_km is not None: _stop_kernel(next_km.result())
     record.update(status="succeeded", seconds=round(time.perf_counter() - t_all, 2),
                   finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
     write_json(run.file("run"), record)

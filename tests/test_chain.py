@@ -1,0 +1,138 @@
+"""The whole chain, headless through papermill, as a user runs it: `mlkit run` in a subprocess."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+MLKIT = [str(Path(sys.executable).with_name("mlkit"))]
+
+
+def mlkit(*args, cwd):
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run(MLKIT + list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=1200)
+
+
+def load_run(out):
+    return json.loads((Path(out) / "run.json").read_text())
+
+
+def check_succeeded(r, out):
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = load_run(out)
+    assert rec["status"] == "succeeded"
+    from mlkit.runner import stages
+    assert [s["name"] for s in rec["stages"]] == stages()
+    for s in rec["stages"]:
+        assert s["status"] == "succeeded" and s["seconds"] > 0
+        nb = nbformat.read(Path(out) / s["notebook"], as_version=4)
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{s['name']} has no outputs"
+    # one progress line per stage, with its time
+    assert sum(1 for line in r.stderr.splitlines() if " ok " in line) == len(rec["stages"])
+    return rec
+
+
+@pytest.fixture(scope="module")
+def classification_run(tmp_path_factory):
+    """`mlkit run` with no arguments, from an empty folder: the default problem."""
+    cwd = tmp_path_factory.mktemp("empty")
+    r = mlkit(cwd=cwd)
+    runs = list((cwd / "runs").iterdir())
+    assert len(runs) == 1, r.stderr
+    return r, runs[0]
+
+
+def test_default_chain_classifies_penguins(classification_run):
+    r, out = classification_run
+    rec = check_succeeded(r, out)
+    assert rec["params"]["data"] == "penguins" and rec["params"]["target"] == "species"
+    test = rec["metrics"]["test"]
+    for m in ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc"]:
+        assert 0 <= test[m] <= 1, m
+    assert test["accuracy"] > 0.9
+    assert set(rec["metrics"]["validation"]) >= {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"}
+    assert {"python", "scikit-learn", "pandas", "papermill"} <= set(rec["versions"])
+    # run.json is true to what happened: its test metrics are the ones stage 09 wrote
+    written = json.loads((out / "metrics" / "test.json").read_text())
+    assert written["metrics"] == test
+    assert "test: accuracy" in r.stdout
+
+
+def test_stage_outputs_are_in_the_run_folder(classification_run):
+    _, out = classification_run
+    from mlkit.runfolder import LAYOUT, RunFolder
+    run = RunFolder(out)
+    for key in ["problem", "clean", "cleaning_log", "profile", "preprocessor", "feature_plan", "splits",
+                "leaderboard", "chosen", "pipeline", "validation", "search_results", "tuned", "test", "model_card"]:
+        assert run.exists(key), key
+    clean = run.load_frame("clean")
+    splits = run.load_frame("splits")
+    assert len(splits) == len(clean)
+    # the cleaned data loads back with the target's three species
+    assert sorted(clean["species"].unique()) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert "random sample" not in run.file("profile").read_text()[:5000]  # small data is profiled whole
+    assert list((out / "reports" / "figures").glob("*.png"))
+
+
+def test_regression_on_the_same_data(tmp_path):
+    out = tmp_path / "reg"
+    r = mlkit("run", "-p", "task", "regression", "-p", "target", "body_mass_g", "--out", str(out), cwd=tmp_path)
+    rec = check_succeeded(r, out)
+    test = rec["metrics"]["test"]
+    assert {"rmse", "mae", "r2"} <= set(test)
+    assert test["r2"] > 0.6 and test["rmse"] > 0
+
+
+def test_own_csv_with_string_category_and_missing_values(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(10, 3, n)
+    label = np.where(size + (colour == "red") * 4 + rng.normal(0, 1, n) > 12, "big", "small")
+    df = pd.DataFrame({"colour": colour, "size": size, "weight": size * 2 + rng.normal(0, 1, n), "label": label})
+    df.loc[rng.choice(n, 40, replace=False), "size"] = np.nan
+    df.loc[rng.choice(n, 30, replace=False), "colour"] = None
+    df.to_csv(tmp_path / "mine.csv", index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data: {tmp_path / 'mine.csv'}\ntarget: label\nsuccess_threshold: 0.6\n")
+    out = tmp_path / "mine"
+    r = mlkit("run", "--params", str(params), "--out", str(out), cwd=tmp_path)
+    rec = check_succeeded(r, out)
+    assert rec["params"]["success_threshold"] == 0.6
+    assert rec["metrics"]["test"]["accuracy"] > 0.7
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mine.csv"), df.pipe(lambda d: d.astype({"size": float})),
+                                  check_dtype=False)  # the raw data is never changed
+
+
+def test_failed_stage_is_reported_and_resumable(tmp_path):
+    out = tmp_path / "run"
+    r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # a succeeded run is never overwritten
+    r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
+    assert r.returncode == 2 and "never overwrites a good result" in r.stderr
+    # break the run folder: stage 02 needs the problem definition
+    (out / "problem.json").rename(out / "problem.json.bak")
+    r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr
+    assert "stage 02_prepare failed" in err
+    assert "cell:" in err and "In [" in err
+    assert "problem.json is missing: run 01_define first" in err
+    assert "02_prepare.ipynb" in err
+    assert "resume:   mlkit run --out run --from 02_prepare" in err  # relative to where it was run
+    assert "Traceback" not in err
+    rec = load_run(out)
+    assert rec["status"] == "failed"
+    assert [(s["name"], s["status"]) for s in rec["stages"]] == [("01_define", "succeeded"), ("02_prepare", "failed")]
+    nb = nbformat.read(out / "02_prepare.ipynb", as_version=4)  # kept, with the failing cell marked
+    assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    # mend and resume with the command it printed
+    (out / "problem.json.bak").rename(out / "problem.json")
+    r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = load_run(out)
+    assert rec["status"] == "succeeded"
+    assert [(s["name"], s["status"]) for s in rec["stages"]] == [("01_define", "succeeded"), ("02_prepare", "succeeded")]
