@@ -108,6 +108,6 @@ def monitor(model_dir, current, reference, out, fail_on_drift):
     except MlkitError as e: _fail("monitor", e, EXIT_FAILED)
     n = sum(bool(c.get("drift")) for c in res.get("columns", {}).values())
     click.echo(f"dataset drift: {'yes' if res['dataset_drift'] else 'no'} ({n} of {len(res.get('columns', {}))} "
-               f"columns, share {res['drift_share']:.2f}); verdict: {res.get('verdict', {}).get('action', res.get('verdict'))}"
+               f"columns, share {res['drift_share']:.2f}); verdict: {res['verdict']}"
                f"\nreport: {Path(out)}")
     if fail_on_drift and res["dataset_drift"]: sys.exit(EXIT_DRIFT)
