@@ -74,10 +74,11 @@ def templates(dest):
 @click.argument("model_dir", type=click.Path())
 @click.argument("input", type=click.Path())
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write predictions (.csv or .parquet).")
-def predict(model_dir, input, out):
+@click.option("--keep-extra", is_flag=True, help="Carry columns the model does not use (an id, the true label) through to the output instead of refusing them.")
+def predict(model_dir, input, out, keep_extra):
     "Score a CSV or Parquet file with a model package."
     from mlkit.package import predict_file
-    try: path = predict_file(model_dir, input, out)
+    try: path = predict_file(model_dir, input, out, extra="keep" if keep_extra else "refuse")
     except ParameterError as e: _fail("predict", e, EXIT_USAGE)
     except MlkitError as e: _fail("predict", e, EXIT_FAILED)
     click.echo(f"wrote {path}")

@@ -136,3 +136,19 @@ def test_failed_stage_is_reported_and_resumable(tmp_path):
     rec = load_run(out)
     assert rec["status"] == "succeeded"
     assert [(s["name"], s["status"]) for s in rec["stages"]] == [("01_define", "succeeded"), ("02_prepare", "succeeded")]
+
+
+def test_runs_in_this_python_whatever_kernelspecs_are_installed(tmp_path):
+    """A user's broken `python3` kernelspec must not matter: the chain uses mlkit's own interpreter."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher",
+                                                           "-f", "{connection_file}"],
+                                                  "display_name": "broken", "language": "python"}))
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter"), "MPLBACKEND": "Agg"}
+    r = subprocess.run(MLKIT + ["run", "--out", str(tmp_path / "run"), "--to", "01_define"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    nb = nbformat.read(tmp_path / "run" / "01_define.ipynb", as_version=4)
+    # figures are rendered inline even though MPLBACKEND says Agg
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
