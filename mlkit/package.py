@@ -13,7 +13,7 @@ from .runfolder import write_json
 log = logging.getLogger("mlkit")
 
 # %% auto #0
-__all__ = ['log', 'FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'TUNING', 'OUTPUT_FORMATS', 'versions', 'fingerprint', 'score_frame',
+__all__ = ['log', 'FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'OUTPUT_FORMATS', 'versions', 'fingerprint', 'score_frame',
            'build_package', 'promote_package', 'default_model_card', 'ModelPackage', 'read_metadata', 'load_package',
            'package_from_run', 'predict_file', 'check_in_fresh_process']
 
@@ -272,8 +272,6 @@ def load_package(model_dir, # the package folder
     return ModelPackage(d, meta, load_model(d/FILES["model"]))
 
 # %% ../notebooks/20_package.ipynb #d5e59ed9
-TUNING = "reports/tuning.json"
-
 def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
                      split:str|None=None, # the split the tuned pipeline was fitted on; None reads 08_tune's `refit_on`
                      out_dir=None, # where to write the package (default: `run.file('package')`, the run's `model/`)
@@ -283,7 +281,7 @@ def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
     problem = run.problem()
     pipeline = run.load_model("tuned")
     if split is None:  # 08_tune records the rows it refitted on; the package describes exactly those
-        split = run.load_json(TUNING).get("refit_on", "train") if run.exists(TUNING) else "train"
+        split = run.load_json("tuning").get("refit_on", "train") if run.exists("tuning") else "train"
     X, y = load_split(run, split)
     test = run.load_json("test")
     metrics = {"validation": run.load_json("validation").get("metrics", {}), "test": test.get("metrics", {}),

@@ -27,6 +27,7 @@ LAYOUT = {
     "pipeline":       ("models/pipeline.skops",         "06_train"),
     "validation":     ("metrics/validation.json",       "07_evaluate"),
     "search_results": ("reports/search_results.csv",    "08_tune"),
+    "tuning":         ("reports/tuning.json",           "08_tune"),
     "tuned":          ("models/tuned.skops",            "08_tune"),
     "test":           ("metrics/test.json",             "09_test"),
     "model_card":     ("reports/model_card.md",         "09_test"),

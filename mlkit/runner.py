@@ -154,7 +154,9 @@ def check_problem(params:dict):
 # %% ../notebooks/40_runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"
 # Imported by each kernel process while it starts: the libraries every stage uses anyway.
-PRELOAD = "import numpy, pandas, scipy.stats, sklearn.base, sklearn.pipeline, mlkit.runfolder"
+PRELOAD = ("import numpy, pandas, scipy.stats, sklearn.base, sklearn.pipeline, sklearn.compose, sklearn.preprocessing, "
+           "sklearn.impute, sklearn.model_selection, sklearn.metrics, sklearn.linear_model, sklearn.ensemble, "
+           "skops.io, seaborn, mlkit.runfolder, mlkit.params")
 
 class _Kernelspec:
     "A context manager exposing a kernelspec that runs `sys.executable`."

@@ -38,7 +38,7 @@ def check_succeeded(r, out):
 def classification_run(tmp_path_factory):
     """`mlkit run` with no arguments, from an empty folder: the default problem."""
     cwd = tmp_path_factory.mktemp("empty")
-    r = mlkit(cwd=cwd)
+    r = mlkit("run", cwd=cwd)
     runs = list((cwd / "runs").iterdir())
     assert len(runs) == 1, r.stderr
     return r, runs[0]
