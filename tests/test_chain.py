@@ -95,6 +95,7 @@ def test_own_csv_with_string_category_and_missing_values(tmp_path):
     df.loc[rng.choice(n, 40, replace=False), "size"] = np.nan
     df.loc[rng.choice(n, 30, replace=False), "colour"] = None
     df.to_csv(tmp_path / "mine.csv", index=False)
+    raw_bytes = (tmp_path / "mine.csv").read_bytes()
     params = tmp_path / "params.yaml"
     params.write_text(f"data: {tmp_path / 'mine.csv'}\ntarget: label\nsuccess_threshold: 0.6\n")
     out = tmp_path / "mine"
@@ -102,8 +103,9 @@ def test_own_csv_with_string_category_and_missing_values(tmp_path):
     rec = check_succeeded(r, out)
     assert rec["params"]["success_threshold"] == 0.6
     assert rec["metrics"]["test"]["accuracy"] > 0.7
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mine.csv"), df.pipe(lambda d: d.astype({"size": float})),
-                                  check_dtype=False)  # the raw data is never changed
+    assert (tmp_path / "mine.csv").read_bytes() == raw_bytes  # the raw data is never changed
+    plan = pd.read_csv(out / "reports" / "feature_plan.csv")
+    assert set(plan.loc[plan.column.isin(["colour", "size", "weight"]), "role"]) == {"numeric", "categorical"}
 
 
 def test_failed_stage_is_reported_and_resumable(tmp_path):
