@@ -154,3 +154,20 @@ def test_runs_in_this_python_whatever_kernelspecs_are_installed(tmp_path):
     nb = nbformat.read(tmp_path / "run" / "01_define.ipynb", as_version=4)
     # figures are rendered inline even though MPLBACKEND says Agg
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_templates_run_one_by_one_as_in_jupyterlab(tmp_path):
+    """Opened from a folder and run top to bottom with their defaults, the templates share runs/interactive."""
+    import papermill as pm
+    from mlkit.runner import KERNEL_NAME, _Kernelspec, stages, templates_dir
+    r = subprocess.run(MLKIT + ["templates", str(tmp_path / "nb")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with _Kernelspec():
+        for stage in stages():
+            pm.execute_notebook(str(tmp_path / "nb" / f"{stage}.ipynb"), str(tmp_path / "nb" / f"{stage}.ipynb"),
+                                kernel_name=KERNEL_NAME, cwd=str(tmp_path / "nb"), progress_bar=False)
+    run = tmp_path / "nb" / "runs" / "interactive"
+    test = json.loads((run / "metrics" / "test.json").read_text())
+    assert test["passed"] and test["metrics"]["accuracy"] > 0.9
+    assert json.loads((run / "deploy.json").read_text())["deployed"] is True
+    assert (run / "monitoring" / "monitor.json").exists()
