@@ -42,6 +42,9 @@ def run(params_file, overrides, out, start, stop):
         params.update({name: parse_value(value) for name, value in overrides})
         rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True))
     except StageFailed as e: _fail("run", e, EXIT_FAILED)
+    except KeyboardInterrupt:
+        click.echo("mlkit run: interrupted; run.json records the stage that was running.", err=True)
+        sys.exit(130)
     except (ParameterError, DataError) as e: _fail("run", e, EXIT_USAGE)
     except MlkitError as e: _fail("run", e, EXIT_FAILED)
     test = rec["metrics"].get("test", {})

@@ -12,8 +12,8 @@ from .runfolder import RunFolder, write_json, LAYOUT
 
 # %% auto #0
 __all__ = ['KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters', 'chain_parameters',
-           'parse_value', 'load_params_file', 'check_params', 'check_problem', 'StageFailed', 'new_run_dir',
-           'run_chain']
+           'parse_value', 'load_params_file', 'check_params', 'check_problem', 'check_settings', 'StageFailed',
+           'new_run_dir', 'run_chain']
 
 # %% ../notebooks/40_runner.ipynb #e21bc56b
 def templates_dir() -> Path:
@@ -150,6 +150,36 @@ def check_problem(params:dict):
     y = load_data(params["data"], columns=[target])
     task = check_target(y, target, params.get("task", "auto"))
     check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
+    check_settings(params, cols)
+
+# %% ../notebooks/40_runner.ipynb #79990a21
+def check_settings(params:dict, # every chain parameter, defaults filled in
+                   columns:list, # the data's columns
+                  ):
+    "Check the stages' settings (choices, sizes, column names) before any kernel starts."
+    from mlkit.core import check_one_of
+    from mlkit.data import OUTLIER_ACTIONS, load_data
+    from mlkit.models import candidate_names
+    from mlkit.tune import SEARCHES
+    from mlkit.split import check_sizes
+    if "outliers" in params: check_one_of("outliers", params["outliers"], OUTLIER_ACTIONS)
+    if "search" in params: check_one_of("search", params["search"], SEARCHES)
+    if "candidates" in params: candidate_names(params["candidates"])
+    if "test_size" in params: check_sizes(params["test_size"], params.get("validation_size", 0.2))
+    for name, least in [("cv_folds", 2), ("n_iter", 1), ("max_categories", 1), ("profile_max_rows", 100)]:
+        if name in params and params[name] < least:
+            raise ParameterError(f"The {name!r} parameter must be at least {least}. Got {params[name]!r}.")
+    for c in [c.strip() for c in str(params.get("drop_columns") or "").split(",") if c.strip()]:
+        if c not in columns:
+            raise DataError(f"The 'drop_columns' parameter names {c!r}, which is not a column of {params['data']!r}. "
+                            f"The columns are: {', '.join(map(str, columns))}.")
+    if params.get("drop_columns") and params["target"] in [c.strip() for c in params["drop_columns"].split(",")]:
+        raise ParameterError(f"The 'drop_columns' parameter names the target {params['target']!r}; the target is never a feature anyway.")
+    source = params.get("monitor_data")
+    if source and "://" not in str(source):  # a missing or unreadable file is refused now
+        if Path(source).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+            if not Path(source).exists(): raise DataError(f"The 'monitor_data' prediction log {source!r} does not exist.")
+        else: load_data(source, nrows=5)
 
 # %% ../notebooks/40_runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"

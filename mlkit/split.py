@@ -9,12 +9,16 @@ import pandas as pd
 from .core import DataError, ParameterError, StageError
 
 # %% auto #0
-__all__ = ['SPLITS', 'SPLIT_NAMES', 'make_splits', 'check_splits', 'split_settings', 'load_split', 'cross_validator']
+__all__ = ['SPLITS', 'SPLIT_NAMES', 'check_sizes', 'make_splits', 'check_splits', 'split_settings', 'load_split',
+           'cross_validator']
 
 # %% ../notebooks/11_split.ipynb #c6b44b59
 SPLITS = ("train", "validation", "test")
 
-def _check_sizes(test_size, validation_size):
+def check_sizes(test_size:float, # the test share of the rows
+                validation_size:float, # the validation share of the rows
+               ):
+    "Check the split sizes: each a fraction, leaving at least 20% of the rows for training."
     for name, v in [("test_size", test_size), ("validation_size", validation_size)]:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
             raise ParameterError(f"The {name!r} parameter must be a fraction between 0 and 1 (e.g. 0.2). Got {v!r}.")
@@ -99,7 +103,7 @@ def make_splits(df:pd.DataFrame, # the clean data, target included
                 time_column:str|None=None, # split in time order on this column: train < validation < test
                ) -> pd.DataFrame: # columns `row` (position in `df`) and `split`
     "Assign every row with a target to train, validation or test."
-    _check_sizes(test_size, validation_size)
+    check_sizes(test_size, validation_size)
     group_column, time_column = group_column or None, time_column or None
     if group_column and time_column:
         raise ParameterError("Give either 'group_column' or 'time_column', not both: a split can keep groups apart "

@@ -67,6 +67,9 @@ BAD = [
     (["-p", "task", "regression"], "is not numeric"),
     (["-p", "targt", "species"], "Unknown parameter 'targt' (did you mean 'target'?)"),
     (["-p", "seed", "many"], "must be of type int"),
+    (["-p", "outliers", "cut"], "must be one of 'flag', 'clip', 'drop', 'none'"),
+    (["-p", "search", "grd"], "Did you mean 'grid'"),
+    (["-p", "drop_columns", "beak"], "names 'beak'"),
     (["--from", "nowhere"], "There is no stage 'nowhere'"),
     (["--from", "05", "--to", "02"], "comes before"),
 ]
