@@ -275,7 +275,7 @@ def model_card(problem, # the `Problem`
     L += ["", "## Model", "",
           f"- Candidate: {model_name or type(est).__name__}" + (f" ({cand.label})" if cand else ""),
           f"- Estimator: `{type(est).__module__}.{type(est).__name__}` after the `03_features` preprocessor "
-          "(median imputation and scaling for numbers; one-hot encoding for categories)"]
+          "(median imputation and scaling for numbers; one-hot encoding for categories; month, day of week and hour, as sin/cos pairs, for dates)"]
     if cand: L.append(f"- Interpretability: {cand.interpretability}: {cand.note}")
     params = _changed_params(est)
     L.append("- Parameters (those not at scikit-learn's default): " +

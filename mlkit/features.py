@@ -5,13 +5,14 @@
 # %% ../notebooks/10_features.ipynb #c3f85566
 from __future__ import annotations
 import re
+import warnings
 import numpy as np
 import pandas as pd
 from .core import DataError, ParameterError
 
 # %% auto #0
-__all__ = ['categories_as_strings', 'looks_like_dates', 'plan_features', 'preprocessor_from_plan', 'build_preprocessor',
-           'used_columns']
+__all__ = ['DATE_PARTS', 'categories_as_strings', 'as_datetimes', 'date_parts', 'date_part_names', 'looks_like_dates',
+           'plan_features', 'preprocessor_from_plan', 'build_preprocessor', 'used_columns']
 
 # %% ../notebooks/10_features.ipynb #60816793
 def categories_as_strings(X, # the categorical columns (a DataFrame or 2-D array)
@@ -19,6 +20,51 @@ def categories_as_strings(X, # the categorical columns (a DataFrame or 2-D array
     "Cast categorical values to strings, with every kind of missing value (None, NaN, pd.NA) as NaN."
     X = pd.DataFrame(X)
     return X.astype("string").astype(object).where(X.notna(), np.nan)
+
+# %% ../notebooks/10_features.ipynb #7d1cfa3b
+DATE_PARTS = {"month": "month", "day_of_week": "day of week", "hour": "hour"}  # part: how the plan names it
+_PERIODS = {"month": 12, "day_of_week": 7, "hour": 24}
+
+def as_datetimes(s:pd.Series, # a datetime column, or text (or datetime objects) to parse
+                ) -> pd.Series: # datetimes; missing and unreadable values as NaT
+    "A column as datetimes: text parsed (unreadable values become NaT), each value at its own wall-clock time."
+    if pd.api.types.is_datetime64_any_dtype(s): return s
+    s = pd.Series(s)
+    def one(v):
+        t = pd.to_datetime(v, errors="coerce", format="mixed")
+        return t.tz_localize(None) if t is not pd.NaT and t.tzinfo is not None else t
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = pd.to_datetime(s, errors="coerce", format="mixed")
+        if not pd.api.types.is_datetime64_any_dtype(d): d = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+        elif d.dt.tz is not None: d = d.dt.tz_localize(None)
+        lost = d.isna() & s.notna()  # unreadable, or in an offset unlike the others': read these one by one
+        if lost.any(): d[lost] = pd.to_datetime(s[lost].map(one), errors="coerce")
+    return d
+
+def date_parts(X, # date columns: a DataFrame (or 2-D array) of datetimes or text
+               parts:list, # for each column in order, the parts to create: 'month', 'day_of_week', 'hour'
+              ) -> pd.DataFrame: # two columns (sin, cos) per part; NaN where a date is missing or unreadable
+    "Month, day of week and hour of day of each date column, as points (sin, cos) on their cycles."
+    X = pd.DataFrame(X)
+    if len(parts) != X.shape[1]:
+        raise DataError(f"date_parts got {X.shape[1]} column(s) but parts for {len(parts)}: give one list of parts per column.")
+    out = {}
+    for (c, ps) in zip(X.columns, parts):
+        d = as_datetimes(X[c].reset_index(drop=True))
+        for p in ps:
+            v = {"month": lambda: d.dt.month - 1, "day_of_week": lambda: d.dt.dayofweek,
+                 "hour": lambda: d.dt.hour + d.dt.minute/60}[p]().to_numpy(float)
+            angle = 2*np.pi*v/_PERIODS[p]
+            out[f"{c}_{p}_sin"], out[f"{c}_{p}_cos"] = np.sin(angle), np.cos(angle)
+    return pd.DataFrame(out, index=X.index)
+
+def date_part_names(transformer, # the `FunctionTransformer` running `date_parts`
+                    input_features, # the date columns' names
+                   ) -> np.ndarray: # the names of `date_parts`' output columns
+    "Output names of `date_parts`, for a `FunctionTransformer`'s `feature_names_out`."
+    parts = transformer.kw_args["parts"]
+    return np.asarray([f"{c}_{p}_{f}" for c, ps in zip(input_features, parts) for p in ps for f in ("sin", "cos")], dtype=object)
 
 # %% ../notebooks/10_features.ipynb #e91117ec
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
@@ -32,19 +78,36 @@ def looks_like_dates(s:pd.Series, # a text column
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s): return False
     v = s.dropna().astype(str).head(sample)
     if v.empty or not v.str.contains(r"\d{4}|\d{1,2}:\d{2}").all(): return False
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().mean() >= 0.95)
 
+def _date_plan(s):
+    "Role, treatment, reason and the parts to create for a date column `s`."
+    d = as_datetimes(s).dropna()
+    parts = [p for p, v in [("month", d.dt.month), ("day_of_week", d.dt.dayofweek),
+                            ("hour", d.dt.hour*60 + d.dt.minute)] if v.nunique() > 1]
+    kind = "date/time" + ("" if _is_datetime(s) else " (stored as text)")
+    if not parts:
+        return ("dropped", "none", f"{kind} whose month, day of week and time of day never change: nothing in it carries over "
+                "to future rows (use it as time_column in 04_split to split in time order)")
+    made = ", ".join(DATE_PARTS[p] for p in parts)
+    bad = int(s.notna().sum() - len(d))
+    gaps = (f"{int(s.isna().sum())} missing" if s.isna().any() else "none missing") + (f", {bad} unreadable" if bad else "")
+    why = (f"{kind}: {made} created; the raw timestamp and the year are left out because they do not carry over to "
+           f"future rows ({gaps})")
+    if "month" in parts and d.dt.month.nunique() < 12:
+        why += f"; only {d.dt.month.nunique()} of the 12 months occur, so the others are extrapolated"
+    return "date", f"{made} as sin/cos pairs; missing or unreadable dates at (0, 0)", why, parts
+
 def _classify(name, s, n, min_rows_for_id):
-    "Role, treatment and reason for one column `s` of a frame with `n` rows."
+    "Role, treatment and reason (and, for a date, the parts to create) for one column `s` of a frame with `n` rows."
     nn = s.notna().sum(); nu = s.nunique(dropna=True); miss = n - nn
     if nn == 0: return "dropped", "none", "every value is missing"
     if nu == 1: return "dropped", "none", f"a single value ({s.dropna().iloc[0]!r}): carries no information"
-    if _is_datetime(s) or looks_like_dates(s):
-        return ("dropped", "none", f"date/time{'' if _is_datetime(s) else ' (stored as text)'}: a raw timestamp does not carry over to future rows; derive parts "
-                "(month, weekday) in 02_prepare, or use it as time_column in 04_split")
+    if pd.api.types.is_timedelta64_dtype(s):
+        return "dropped", "none", "a duration (timedelta): turn it into a number (days, hours) in 02_prepare to use it"
+    if _is_datetime(s) or looks_like_dates(s): return _date_plan(s)
     imp = f"{miss} missing" if miss else "none missing"
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     whole = numeric and bool((s.dropna().astype(float) % 1 == 0).all())
@@ -72,7 +135,7 @@ def plan_features(df:pd.DataFrame, # the clean data, target included
                   min_frequency:int=5, # categories seen in fewer training rows than this are grouped as "infrequent"
                   min_rows_for_id:int=20, # below this many rows, never call a column an identifier
                  ) -> pd.DataFrame: # one row per column: column, dtype, missing, distinct, role, treatment, reason
-    "Decide what each column becomes (numeric, categorical, dropped) and why."
+    "Decide what each column becomes (numeric, categorical, date, dropped) and why."
     if isinstance(drop, str): drop = [c.strip() for c in drop.split(",") if c.strip()]
     drop = list(drop or [])
     unknown = [c for c in drop if c not in df.columns]
@@ -82,22 +145,24 @@ def plan_features(df:pd.DataFrame, # the clean data, target included
     if target not in df.columns: raise DataError(f"The target column {target!r} is not in the clean data.")
     if int(max_categories) < 2: raise ParameterError(f"The 'max_categories' parameter must be at least 2. Got {max_categories!r}.")
     if int(min_frequency) < 1: raise ParameterError(f"The 'min_frequency' parameter must be at least 1. Got {min_frequency!r}.")
-    rows = []
+    rows, dates = [], {}
     for c in df.columns:
         s = df[c]
         base = {"column": c, "dtype": str(s.dtype), "missing": int(s.isna().sum()), "distinct": int(s.nunique(dropna=True))}
         if c == target: role, treat, why = "target", "none", "the column to predict"
         elif c in drop: role, treat, why = "dropped", "none", "listed in the 'drop' parameter"
-        else: role, treat, why = _classify(c, s, len(df), min_rows_for_id)
+        else:
+            role, treat, why, *parts = _classify(c, s, len(df), min_rows_for_id)
+            if role == "date": dates[c] = parts[0]
         if role == "categorical":
             treat += f"; at most {max_categories} kept, those in fewer than {min_frequency} rows and unseen ones grouped"
         rows.append({**base, "role": role, "treatment": treat, "reason": why})
     plan = pd.DataFrame(rows)
-    if not plan.role.isin(["numeric", "categorical"]).any():
+    if not plan.role.isin(["numeric", "categorical", "date"]).any():
         raise DataError("No column is left to learn from: every feature was dropped (see the plan's 'reason' column: "
                         + "; ".join(f"{r.column}: {r.reason}" for r in plan.itertuples() if r.role == "dropped")
                         + "). Check the data, or the 'drop' parameter.")
-    plan.attrs.update(max_categories=int(max_categories), min_frequency=int(min_frequency))
+    plan.attrs.update(max_categories=int(max_categories), min_frequency=int(min_frequency), date_parts=dates)
     return plan
 
 # %% ../notebooks/10_features.ipynb #4a222812
@@ -110,6 +175,8 @@ def preprocessor_from_plan(plan:pd.DataFrame, # a plan from `plan_features`
     from sklearn.preprocessing import StandardScaler, OneHotEncoder, FunctionTransformer
     num = plan.loc[plan.role == "numeric", "column"].tolist()
     cat = plan.loc[plan.role == "categorical", "column"].tolist()
+    dates = plan.loc[plan.role == "date", "column"].tolist()
+    parts = plan.attrs.get("date_parts", {})
     steps = []
     if num:
         steps.append(("numeric", Pipeline([("impute", SimpleImputer(strategy="median")),
@@ -121,6 +188,11 @@ def preprocessor_from_plan(plan:pd.DataFrame, # a plan from `plan_features`
             ("one_hot", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
                                       max_categories=plan.attrs.get("max_categories", 20),
                                       min_frequency=plan.attrs.get("min_frequency", 5)))]), cat))
+    if dates:
+        steps.append(("date", Pipeline([
+            ("parts", FunctionTransformer(date_parts, feature_names_out=date_part_names,
+                                          kw_args={"parts": [list(parts.get(c, ["month", "day_of_week"])) for c in dates]})),
+            ("impute", SimpleImputer(strategy="constant", fill_value=0.0))]), dates))
     return ColumnTransformer(steps, remainder="drop")
 
 def build_preprocessor(df:pd.DataFrame, # the clean data, target included

@@ -29,6 +29,8 @@ TRUSTED_TYPES = [
     "sklearn._loss.link.MultinomialLogit",
     "collections.OrderedDict",
     "mlkit.features.categories_as_strings",
+    "mlkit.features.date_parts",
+    "mlkit.features.date_part_names",
 ]
 
 # %% ../notebooks/02_persist.ipynb #98679640

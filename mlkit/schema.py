@@ -51,7 +51,17 @@ def _kind(s) -> str:
     if inferred == "boolean": return "boolean"
     if inferred in ("integer", "floating", "mixed-integer-float", "decimal"): return "number"
     if inferred in ("datetime", "datetime64", "date"): return "datetime"
+    from mlkit.features import looks_like_dates
+    if inferred == "string" and looks_like_dates(pd.Series(vals)): return "datetime"  # dates stored as text
     return "text"
+
+def _datetimes(s, dtype:str):
+    "`s` parsed as datetimes (unreadable values as NaT): in the training time zone if `dtype` has one, else at wall-clock time."
+    import pandas as pd
+    from mlkit.features import as_datetimes
+    tz = getattr(pd.api.types.pandas_dtype(dtype), "tz", None) if dtype.startswith("datetime64") else None
+    if tz is None: return as_datetimes(s)
+    return pd.to_datetime(s, errors="coerce", format="mixed", utc=True).dt.tz_convert(tz)
 
 def _blank(X, col):
     "A copy of `X` with column `col` set missing, keeping a dtype that can hold a missing value."
@@ -130,6 +140,7 @@ _MESSAGES = {
     "bool_type": "must be true or false",
     "datetime_type": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
     "datetime_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
+    "datetime_from_date_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
     "json_invalid": "the request body is not valid JSON",
     "too_short": "must hold at least one record",
     "list_type": "must be a JSON list of records",
@@ -237,7 +248,7 @@ class Schema:
             s = df[c.name]
             if c.kind == "number": s = pd.to_numeric(s, errors="coerce").astype("float64")
             elif c.kind == "boolean": s = s.astype(bool) if s.notna().all() else s.astype(object).where(s.notna(), np.nan)
-            elif c.kind == "datetime": s = pd.to_datetime(s, errors="coerce")
+            elif c.kind == "datetime": s = _datetimes(s, c.dtype)
             else: s = s.astype(object).where(s.notna(), np.nan)
             if c.dtype == "category" or c.dtype.startswith("string") or c.dtype == "str":
                 try: s = s.astype(c.dtype)
@@ -317,7 +328,7 @@ class Schema:
             ok = s.map(lambda v: isinstance(v, (bool, np.bool_)) or pd.isna(v)).astype(bool)
             if not ok.all(): fail("must hold true/false values", ~ok)
         elif c.kind == "datetime":
-            d = pd.to_datetime(s, errors="coerce")
+            d = _datetimes(s, c.dtype)
             if (present & d.isna()).any(): fail("must hold dates/times", present & d.isna())
             s = d
         else:

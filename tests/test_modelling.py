@@ -3,9 +3,11 @@
 The library's own behaviour is tested inline in notebooks/10_features … 14_tune; what only a
 run of the templates can show is that a group or time column set on the command line reaches
 every stage: the split keeps groups (or time) apart, cross-validation in 05/06/08 follows the
-same rule, and the final model still scores the sealed test rows.
+same rule, and the final model still scores the sealed test rows. The visit date, text in the
+CSV, becomes month and day-of-week features in every run; a last test checks that a model
+package with such features accepts dates as ISO text, in batch and over HTTP.
 """
-import os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +59,16 @@ def check_final_model(run):
     assert test["metrics"]["balanced_accuracy"] > 0.6  # the outcome is learnable from ward and dose
     assert "**Result: PASSED**" in run.file("model_card").read_text()
     plan = pd.read_csv(run.file("feature_plan")).set_index("column")
-    assert plan.loc["visit_date", "role"] == "dropped" and "date/time" in plan.loc["visit_date", "reason"]
+    assert plan.loc["visit_date", "role"] == "date"
+    assert plan.loc["visit_date", "reason"].startswith("date/time (stored as text): month, day of week created; "
+                                                      "the raw timestamp and the year are left out")
     assert plan.loc["ward", "role"] == "categorical"
+    # the tuned pipeline reads the date and feeds the model its cyclical parts, never the raw timestamp
+    from mlkit.features import used_columns
+    tuned = run.load_model("tuned")
+    assert "visit_date" in used_columns(tuned)
+    names = [n for n in tuned.named_steps["preprocess"].get_feature_names_out() if "visit_date" in n]
+    assert names == [f"date__visit_date_{p}_{f}" for p in ("month", "day_of_week") for f in ("sin", "cos")]
 
 
 def test_group_split_keeps_patients_apart_in_every_stage(tmp_path):
@@ -88,3 +98,52 @@ def test_time_split_trains_on_the_past(tmp_path):
     assert dates["train"].is_monotonic_increasing
     assert pd.to_datetime(load_split(run, "train+validation")[0].visit_date).is_monotonic_increasing
     check_final_model(run)
+
+
+def test_package_with_date_features_scores_iso_dates(tmp_path):
+    """A pipeline built by mlkit.features on a text date packages, and scores dates sent as ISO text."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+    from mlkit.cli import main
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from mlkit.features import build_preprocessor
+    from mlkit.package import build_package, load_package
+    from mlkit.params import define_problem
+    from mlkit.serve import create_app
+    df = visits(n_patients=30).drop(columns="patient_ref")
+    df["visit_date"] = df.visit_date + " 09:30"  # times of day too: the hour becomes a feature
+    df.loc[::7, "visit_date"] = df.visit_date[::7].str[:10]  # and some dates without a time
+    X, y = df.drop(columns="outcome"), df.outcome
+    pre, plan = build_preprocessor(df, "outcome")
+    assert plan.set_index("column").loc["visit_date", "treatment"].startswith("month, day of week, hour as sin/cos pairs")
+    pipe = Pipeline([("preprocess", pre), ("model", LogisticRegression(max_iter=1000))]).fit(X, y)
+    problem = define_problem(df, "visits", "outcome", context="Test fixture: clinic visits.")
+    pkg_dir = build_package(pipe, X, y, problem, {"validation": {}, "test": {}}, tmp_path / "model")
+    pkg = load_package(pkg_dir)
+    assert pkg.schema["visit_date"].kind == "datetime" and pkg.schema["visit_date"].categories is None
+
+    # batch (`mlkit predict`): a CSV with dates as text, ISO with or without a time, or missing
+    new = X.head(6).assign(visit_date=["2024-03-01T08:15:00", "2024-03-02", "2024-03-03 23:00", None,
+                                       "2024-12-24T18:00:00+01:00", "2025-01-01T00:00:00Z"])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    r = CliRunner().invoke(main, ["predict", str(pkg_dir), str(tmp_path / "new.csv"), "--out", str(tmp_path / "scored.csv")])
+    assert r.exit_code == 0, r.output
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    proba = scored[[f"proba_{c}" for c in pipe.classes_]].to_numpy()
+    np.testing.assert_allclose(proba, pipe.predict_proba(new), atol=1e-12)  # as the pipeline scores the raw text
+    moved = pipe.predict_proba(new.assign(visit_date="2024-07-15T20:00:00"))
+    assert np.abs(moved - proba).max() > 1e-6  # the date does reach the model
+
+    # HTTP: the same records as JSON, the date as an ISO string
+    records = json.loads(new.to_json(orient="records"))
+    with TestClient(create_app(pkg_dir, log_url=str(tmp_path / "log.sqlite"))) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        r = client.post("/predict", json={"records": records})
+        assert r.status_code == 200, r.text
+        ans = r.json()
+        assert ans["predictions"] == scored.prediction.tolist() and ans["warnings"] == []
+        np.testing.assert_allclose([[p[c] for c in pipe.classes_] for p in ans["probabilities"]], proba, atol=1e-12)
+        r = client.post("/predict", json={"records": [{**records[0], "visit_date": "next Tuesday"}]})
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "visit_date"
+        assert "date-time" in r.json()["detail"][0]["message"] and "Tuesday" not in r.text
