@@ -5,7 +5,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlkit-installed
 
-.PHONY: install run test bench clean
+EVENV  := .venv-evidently
+
+.PHONY: install run test crosscheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +20,22 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/mlkit run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(EVENV)/.installed
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory crosscheck
+
+# Evidently is a test-only reference for our drift tests. It brings ~35 packages (uvloop among
+# them, which uvicorn would pick up), so it lives in its own environment layered on .venv
+# rather than in the kit's; the cross-check runs there.
+$(EVENV)/.installed: $(STAMP)
+	test -x $(EVENV)/bin/python || $(PYTHON) -m venv $(EVENV)
+	$(EVENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/mlkit-venv.pth', 'w').write('import site; site.addsitedir(%r)\n' % sys.argv[1])" "$$($(BIN)/python -c 'import site; print(site.getsitepackages()[0])')"
+	$(EVENV)/bin/python -m pip install --quiet "evidently>=0.7,<0.8"
+	touch $@
+
+crosscheck: $(EVENV)/.installed
+	$(EVENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_monitor.py -k evidently
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_chain.py
@@ -28,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_monitor.py
 
 clean:
-	rm -rf runs build dist *.egg-info
+	rm -rf runs build dist *.egg-info $(EVENV)

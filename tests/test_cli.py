@@ -1,5 +1,5 @@
 """The `mlkit` command: help, version, parameters, and bad input refused before any kernel starts."""
-import json, subprocess, sys, zipfile
+import json, os, subprocess, sys, zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -103,3 +103,14 @@ def test_wheel_ships_the_templates(tmp_path):
     for stage in ["01_define", "02_prepare", "09_test"]:
         assert f"mlkit/templates/{stage}.ipynb" in names
     assert "mlkit/cli.py" in names
+    # installed from the wheel (not this checkout), the kit runs from an empty folder with its own templates
+    site, empty = tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = "import mlkit.runner as r; print(r.templates_dir()); from mlkit.cli import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, "run", "--out", "r", "--to", "01_define"], cwd=empty, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == str(site / "mlkit" / "templates")
+    assert json.loads((empty / "r" / "run.json").read_text())["status"] == "succeeded"
