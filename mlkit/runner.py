@@ -290,6 +290,9 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     out = Path(out) if out else new_run_dir()
     run = RunFolder(out)
     previous = json.loads(run.file("run").read_text()) if run.exists("run") else None
+    if previous is None and run.path.is_dir() and any(run.path.iterdir()):
+        raise ParameterError(f"{str(out)!r} is not empty and holds no mlkit run (no run.json); mlkit will not write "
+                             "into it. Choose a new or empty folder for --out.")
     if previous and start is None and previous.get("status") == "succeeded":
         raise ParameterError(f"{str(out)!r} already holds a succeeded run; mlkit never overwrites a good result. "
                              f"Choose a new --out, or re-run part of it with --from STAGE.")
