@@ -14,14 +14,16 @@ from .drift import (dataset_drift, column_drift, data_quality, column_kind, TEST
 from .runfolder import write_json
 
 # %% auto #0
-__all__ = ['VERDICTS', 'PERFORMANCE_DROP', 'MIN_LABELLED', 'MAX_SCORED', 'SCHEMA_KINDS', 'read_current', 'compare_performance',
-           'decide', 'plot_distribution', 'render_report', 'run_monitor', 'refit_package', 'compare_packages']
+__all__ = ['VERDICTS', 'PERFORMANCE_DROP', 'MIN_LABELLED', 'MAX_SCORED', 'FEW_ROWS', 'SCHEMA_KINDS', 'read_current',
+           'compare_performance', 'decide', 'plot_distribution', 'render_report', 'run_monitor', 'refit_package',
+           'compare_packages']
 
 # %% ../notebooks/31_monitor.ipynb #dab26864
 VERDICTS = ("no action", "investigate", "retrain")
 PERFORMANCE_DROP = 0.05  # retrain when the metric is this much (relative) worse than on the test set
 MIN_LABELLED = 30        # measure performance only with at least this many labelled current rows
 MAX_SCORED = 200_000     # score performance on a random sample of at most this many labelled rows
+FEW_ROWS = 30            # below this many current rows, the verdict warns that the drift tests can hardly tell
 SCHEMA_KINDS = {"number": "numeric", "text": "categorical", "boolean": "categorical"}  # datetime columns are not tested
 
 # %% ../notebooks/31_monitor.ipynb #99e18cb8
@@ -33,18 +35,15 @@ def read_current(source, # a DataFrame, a CSV/Parquet path, or a prediction-log 
     if "://" in text or Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
         from mlkit.predlog import read_log
         df = read_log(text)
-        if len(df) == 0: raise DataError(f"The prediction log {text!r} holds no predictions yet: there is nothing to monitor.")
+        if len(df) == 0: raise DataError(f"The prediction log {_describe(text)!r} holds no predictions yet: there is nothing to monitor.")
         return df
     from mlkit.data import load_data
     return load_data(text)
 
 def _describe(source) -> str:
     if isinstance(source, pd.DataFrame): return f"a data frame of {len(source)} rows"
-    text = str(source)
-    if "://" in text and "@" in text:  # never write a password into a report
-        scheme, rest = text.split("://", 1)
-        text = f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return text
+    from mlkit.predlog import safe_url
+    return safe_url(source) if "://" in str(source) else str(source)  # never write a password into a report
 
 # %% ../notebooks/31_monitor.ipynb #79b5d126
 def compare_performance(current:dict, # metric -> value on the current data
@@ -88,6 +87,11 @@ def decide(drift:dict, # `dataset_drift`'s result on the inputs
     cols = ", ".join(drift["drifted_columns"][:8]) + (" …" if k > 8 else "")
     pred_moved = bool(prediction and prediction.get("drift"))
     measured = performance is not None and performance.get("current")
+    if performance and performance.get("unknown_classes"):
+        new = performance["unknown_classes"]
+        retrain.append(f"The labels hold {len(new)} class(es) the model was never trained on and cannot predict: "
+                       + ", ".join(f"{k!r} ({v} rows)" for k, v in list(new.items())[:5])
+                       + ". Retrain with labelled examples of them.")
     if performance and performance.get("degraded"): retrain.append(f"Performance dropped: {performance['reason']}.")
     if drift["dataset_drift"]:
         msg = (f"The data set drifted: {k} of {n} input columns ({drift['drift_share']:.0%}, the limit is "
@@ -259,12 +263,18 @@ def _performance(pkg, y:pd.Series, pred:pd.DataFrame, performance_drop:float, mi
     if len(rows) > MAX_SCORED: rows = np.sort(np.random.default_rng(0).choice(rows, MAX_SCORED, replace=False))
     proba_cols = [c for c in pred.columns if c.startswith("proba_")]
     proba = pred.iloc[rows][proba_cols].to_numpy() if proba_cols else None
+    # a class the model never learnt (a new species, a new product line) is a finding, not an error: the model is
+    # wrong on every such row, which the label-based metrics show; ROC AUC, which needs a probability per class, is left out
+    labels = y[known].astype(str)
+    new = labels[~labels.isin([str(c) for c in pkg.classes])] if pkg.classes is not None else labels.iloc[:0]
+    if len(new): proba = None
     scores = score_predictions(pkg.task, y.iloc[rows].to_numpy(), pred["prediction"].iloc[rows].to_numpy(),
                                proba=proba, classes=pkg.classes)
     out = compare_performance({k: (None if v is None else float(v)) for k, v in scores.items()},
                               (meta.get("metrics") or {}).get("test") or {}, metric,
                               meta.get("success_threshold"), performance_drop)
-    return {"rows": int(known.sum()), "scored_rows": int(len(rows)), **out}
+    return {"rows": int(known.sum()), "scored_rows": int(len(rows)), **out,
+            "unknown_classes": {k: int(v) for k, v in new.value_counts().items()}}
 
 # %% ../notebooks/31_monitor.ipynb #a64cd96b
 def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage`)
@@ -298,8 +308,11 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
     # probabilities, which performance needs
     has_target = target in cur_df.columns and cur_df[target].notna().any()
     predict = lambda X: pd.DataFrame({"prediction": pkg.pipeline.predict(X)})  # no probabilities: faster
+    # a log may hold rows scored by earlier models: their predictions say nothing about this one
+    vcol = next((c for c in ("log_model_version", "model_version") if c in cur_df and c not in pkg.schema), None)
+    others = int((cur_df[vcol].astype(str) != str(pkg.version)).sum()) if vcol and "prediction" in cur_df else 0
     if has_target: cur_pred = pkg.score(cur_X)
-    elif "prediction" in cur_df: cur_pred = cur_df[["prediction"]].reset_index(drop=True)
+    elif "prediction" in cur_df and not others: cur_pred = cur_df[["prediction"]].reset_index(drop=True)
     else: cur_pred = predict(cur_X)
     ref_pred = ref_df[["prediction"]].reset_index(drop=True) if "prediction" in ref_df else predict(ref_X)
     lap("predict")
@@ -316,6 +329,12 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
                    if has_target else None)
     lap("performance")
     verdict, reasons = decide(drift, prediction, tgt, quality, performance)
+    if len(cur_df) < FEW_ROWS:
+        reasons.append(f"Only {len(cur_df)} current row(s): too few for the drift tests to tell much either way "
+                       f"(one odd row can flag a column); judge on batches of at least {FEW_ROWS} rows.")
+    if others:
+        reasons.append(f"{others} of {len(cur_df)} logged rows were scored by another model version than {pkg.version}; "
+                       "the predictions were recomputed with this model to compare like with like.")
     result = {
         "verdict": verdict, "reasons": reasons,
         "dataset_drift": drift["dataset_drift"], "drift_share": drift["drift_share"],

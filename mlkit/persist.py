@@ -55,14 +55,14 @@ def load_model(path, # a `.skops` file written by `save_model`
     path = Path(path)
     if not path.exists():
         raise ModelPackageError(f"No model file at {path}. Run the stage that writes it first.")
-    allowed = set(TRUSTED_TYPES) | set(trusted or [])
-    try: untrusted = sio.get_untrusted_types(file=path)
-    except Exception as e:
-        raise ModelPackageError(f"{path} is not a readable skops file ({type(e).__name__}: {e}).") from e
-    unknown = sorted(set(untrusted) - allowed)
-    if unknown:
+    from skops.io.exceptions import UntrustedTypesFoundException
+    allowed = sorted(set(TRUSTED_TYPES) | set(trusted or []))  # from the code, never from the file
+    try: return sio.load(path, trusted=allowed)
+    except UntrustedTypesFoundException as e:
+        unknown = sorted(set(sio.get_untrusted_types(file=path)) - set(allowed))
         raise ModelPackageError(
             f"{path} contains types mlkit does not trust: {', '.join(unknown)}. "
             "If you made this file yourself and know these types are safe, add them to "
-            "mlkit.persist.TRUSTED_TYPES (or pass `trusted=`); never load a model from a source you do not trust.")
-    return sio.load(path, trusted=sorted(set(untrusted)))
+            "mlkit.persist.TRUSTED_TYPES (or pass `trusted=`); never load a model from a source you do not trust.") from None
+    except Exception as e:
+        raise ModelPackageError(f"{path} is not a readable skops file ({type(e).__name__}: {e}).") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import DataError, ParameterError
 
 # %% auto #0
-__all__ = ['LOG_ENV', 'LOG_FILE', 'TABLE', 'META_COLUMNS', 'as_url', 'default_log_url', 'PredictionLog', 'read_log']
+__all__ = ['LOG_ENV', 'LOG_FILE', 'TABLE', 'META_COLUMNS', 'as_url', 'safe_url', 'default_log_url', 'PredictionLog', 'read_log']
 
 # %% ../notebooks/21_predlog.ipynb #4d0b7d36
 LOG_ENV = "MLKIT_LOG_URL"
@@ -22,6 +22,12 @@ def as_url(location) -> str:
     s = str(location)
     if "://" in s: return s
     return f"sqlite:///{Path(s).expanduser().absolute()}"
+
+def safe_url(url) -> str:
+    "`url` fit to show in messages and reports: any password replaced by `***`."
+    from sqlalchemy.engine import make_url
+    try: return make_url(as_url(url)).render_as_string(hide_password=True)
+    except Exception: return "<a database URL>"  # unparsable: show nothing of it rather than a secret
 
 def default_log_url(model_dir=None) -> str:
     "The log's URL when none is given: `$MLKIT_LOG_URL`, else `predictions.sqlite` in a `logs` folder beside the package."
@@ -46,21 +52,39 @@ def _engine(url:str, create:bool):
     "A SQLAlchemy engine for `url`; for SQLite, with WAL, a busy timeout, and the file's folder created."
     from sqlalchemy import create_engine, event
     from sqlalchemy.engine import make_url
-    u = make_url(url)
-    serializer = lambda o: json.dumps(o, default=str)
-    if u.get_backend_name() != "sqlite": return create_engine(url, json_serializer=serializer, pool_pre_ping=True)
-    if u.database and u.database != ":memory:":
+    from sqlalchemy.pool import StaticPool
+    try: u = make_url(url)
+    except Exception: raise ParameterError(f"{url!r} is neither a file path nor a database URL such as "
+                                           "'sqlite:///logs/predictions.sqlite' or 'postgresql+psycopg://user@host/db'.") from None
+    # hide_parameters: a failed INSERT must not copy the scored records into error messages and server logs
+    kw = dict(json_serializer=lambda o: json.dumps(o, default=str), hide_parameters=True)
+    if u.get_backend_name() != "sqlite": kw["pool_pre_ping"] = True
+    elif u.database and u.database != ":memory:":
         p = Path(u.database)
         if create: p.parent.mkdir(parents=True, exist_ok=True)
-        elif not p.exists(): raise DataError(f"No prediction log at {url!r}: the file does not exist. Has the service "
+        elif not p.exists(): raise DataError(f"No prediction log at {safe_url(url)!r}: the file does not exist. Has the service "
                                              "scored anything with this log (mlkit serve MODEL_DIR --log URL)?")
-    eng = create_engine(url, json_serializer=serializer, connect_args={"timeout": 30, "check_same_thread": False})
-    @event.listens_for(eng, "connect")
-    def _pragmas(conn, _):
-        cur = conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=NORMAL"); cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+        kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:  # an in-memory database lives in one connection: share it between threads rather than get one per thread
+        kw.update(connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    from sqlalchemy.exc import NoSuchModuleError
+    try: eng = create_engine(u, **kw)
+    except (ImportError, NoSuchModuleError) as e:  # the driver's module, or SQLAlchemy's plugin for it
+        raise DataError(f"The prediction log {safe_url(url)!r} needs a database driver that is not installed ({e}). "
+                        "Install it (e.g. pip install 'psycopg[binary]' for postgresql+psycopg://...).") from None
+    if u.get_backend_name() == "sqlite":
+        @event.listens_for(eng, "connect")
+        def _pragmas(conn, _):
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL"); cur.execute("PRAGMA synchronous=NORMAL"); cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
     return eng
+
+def _unreachable(url, e) -> DataError:
+    "The error for a database that could not be used: which one (no password) and why."
+    why = getattr(e, "orig", None) or e
+    return DataError(f"Could not use the prediction log at {safe_url(url)!r}: {type(why).__name__}: {str(why).strip()[:300]}. "
+                     "Check that the database is running and reachable and that the URL's user may write to it.")
 
 # %% ../notebooks/21_predlog.ipynb #2095af3e
 class PredictionLog:
@@ -70,7 +94,14 @@ class PredictionLog:
         self.url = as_url(url)
         self.engine = _engine(self.url, create=True)
         self.table = _table(MetaData())
-        self.table.metadata.create_all(self.engine)
+        from sqlalchemy import inspect
+        from sqlalchemy.exc import SQLAlchemyError
+        try: self.table.metadata.create_all(self.engine)  # checks first: an existing log is kept as it is
+        except SQLAlchemyError as e:
+            # two services starting at once both find no table and both create it: the loser's error is harmless
+            try: exists = inspect(self.engine).has_table(TABLE)
+            except SQLAlchemyError: exists = False
+            if not exists: raise _unreachable(self.url, e) from None
         self._lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     def __repr__(self): return f"PredictionLog({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -119,11 +150,14 @@ def read_log(url, # the log's database URL, or a SQLite file path
     "The prediction log as a DataFrame, inputs expanded to columns."
     import numpy as np, pandas as pd
     from sqlalchemy import MetaData, select, inspect
+    from sqlalchemy.exc import SQLAlchemyError
     url = as_url(url)
     eng = _engine(url, create=False)
     try:
-        if not inspect(eng).has_table(TABLE):
-            raise DataError(f"{url!r} holds no prediction log (no {TABLE!r} table). Has the service scored anything with it?")
+        try: found = inspect(eng).has_table(TABLE)
+        except SQLAlchemyError as e: raise _unreachable(url, e) from None
+        if not found:
+            raise DataError(f"{safe_url(url)!r} holds no prediction log (no {TABLE!r} table). Has the service scored anything with it?")
         t = _table(MetaData())
         q = select(t)
         def utc(x):
@@ -134,7 +168,9 @@ def read_log(url, # the log's database URL, or a SQLite file path
         if model_version is not None: q = q.where(t.c.model_version == model_version)
         # each request holds at least one record, so the last `limit` requests hold the last `limit` records
         q = q.order_by(t.c.id.desc()).limit(limit) if limit else q.order_by(t.c.id)
-        with eng.connect() as conn: rows = conn.execute(q).mappings().all()
+        try:
+            with eng.connect() as conn: rows = conn.execute(q).mappings().all()
+        except SQLAlchemyError as e: raise _unreachable(url, e) from None
     finally: eng.dispose()
     if limit: rows = rows[::-1]
     inputs = pd.DataFrame.from_records([r for row in rows for r in row["inputs"]])

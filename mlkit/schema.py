@@ -163,6 +163,8 @@ def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors(
         rec = None if idx is None else loc[idx]
         names = [p for p in (loc if idx is None else loc[idx+1:]) if isinstance(p, str)]
         fld = names[-1] if names else None
+        if fld is not None and len(fld) > 32 and (schema is None or fld not in schema):
+            fld = fld[:20] + "…"  # an unknown key is data the client sent: name it, do not repeat it whole
         col = schema[fld] if schema is not None and fld in schema else None
         msg = _MESSAGES.get(kind)
         if kind == "literal_error" and col is not None:
@@ -313,8 +315,9 @@ class Schema:
         t = pd.api.types
         def fail(what, mask):
             rows = np.flatnonzero(np.asarray(mask))
-            raise SchemaError(f"Column {c.name!r} {what}: {len(rows)} row(s), the first at row {rows[0]} "
-                              f"(value {s.iloc[rows[0]]!r}).")
+            v = s.iloc[rows[0]]
+            v = v.item() if isinstance(v, np.generic) else v  # inf, not np.float64(inf)
+            raise SchemaError(f"Column {c.name!r} {what}: {len(rows)} row(s), the first at row {rows[0]} (value {v!r}).")
         present = s.notna()
         if c.kind == "number":
             if t.is_bool_dtype(s): fail("must hold numbers but holds true/false values", present)

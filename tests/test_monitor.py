@@ -272,3 +272,46 @@ def test_verdicts_match_evidently(n_ref, n_cur, shift, mix, seed):
         assert value == pytest.approx(ev["drift_score"], rel=1e-6, abs=1e-9), (c, value, ev["drift_score"])
     assert ours["n_drifted"] == theirs["number_of_drifted_columns"]
     assert ours["dataset_drift"] == theirs["dataset_drift"]
+
+
+# --- production surprises: new classes, logs from several model versions, tiny batches, secrets ------------
+
+def test_a_class_the_model_never_learnt_means_retrain(clf_package, clf_reference):
+    batch = simulate_batch(clf_reference, 200, target="species", seed=13)
+    batch.loc[:39, "species"] = "Emperor"  # a new species turns up in the labels
+    res = run_monitor(clf_package, batch, out_dir=None, report=False)
+    perf = res["performance"]
+    assert perf["unknown_classes"] == {"Emperor": 40} and perf["current"]["roc_auc"] is None
+    assert perf["current"]["accuracy"] <= 0.8 + 1e-9  # every Emperor row is necessarily wrong
+    assert res["verdict"] == "retrain" and res["reasons"][0].startswith("The labels hold 1 class(es)")
+    assert "'Emperor' (40 rows)" in res["reasons"][0] and res["target"]["drift"]
+
+
+def test_logged_predictions_of_another_model_version_are_recomputed(clf_package, clf_reference, tmp_path):
+    from mlkit.package import load_package
+    from mlkit.predlog import PredictionLog
+    pkg = load_package(clf_package)
+    batch = simulate_batch(clf_reference, 120, seed=14).drop(columns="species")
+    records = json.loads(batch.to_json(orient="records"))
+    log = PredictionLog(tmp_path / "log.sqlite")
+    log.write("old", "an-earlier-model", records[:60], ["Adelie"] * 60)  # what an older model answered
+    log.write("new", pkg.version, records[60:], pkg.predict(batch.iloc[60:]).prediction.tolist())
+    log.close()
+    res = run_monitor(clf_package, tmp_path / "log.sqlite", out_dir=None, report=False)
+    assert not res["prediction"]["drift"], res["prediction"]  # 60 stale 'Adelie' answers would have looked like drift
+    assert any(r.startswith("60 of 120 logged rows were scored by another model version") for r in res["reasons"])
+
+
+def test_a_tiny_batch_says_the_tests_can_hardly_tell(clf_package, clf_reference):
+    res = run_monitor(clf_package, simulate_batch(clf_reference, 3, seed=15), out_dir=None, report=False)
+    assert any(r.startswith("Only 3 current row(s): too few") for r in res["reasons"])
+    res = run_monitor(clf_package, simulate_batch(clf_reference, 200, seed=15), out_dir=None, report=False)
+    assert not any("too few" in r for r in res["reasons"])
+
+
+def test_database_passwords_stay_out_of_errors_and_reports(clf_package, clf_reference):
+    from mlkit.monitor import _describe
+    assert _describe("postgresql://bob:s3cret@db.example:5432/log") == "postgresql://bob:***@db.example:5432/log"
+    with pytest.raises(DataError) as e:  # no driver for this database here: a clear error, and no password in it
+        run_monitor(clf_package, "mysql+nosuchdriver://bob:s3cret@db.example/log", out_dir=None)
+    assert "s3cret" not in str(e.value) and "bob:***@db.example" in str(e.value)

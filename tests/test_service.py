@@ -166,3 +166,15 @@ def test_a_folder_that_is_not_a_package_fails_fast(tmp_path):
         create_app(tmp_path / "nothing")
     with pytest.raises(ModelPackageError, match="No model package"):
         ServiceProcess(tmp_path / "nothing").start()
+
+
+def test_a_failing_log_neither_fails_the_request_nor_leaks_the_records(clf_package, tmp_path):
+    import sqlite3
+    log = tmp_path / "log.sqlite"
+    with ServiceProcess(clf_package, log_url=str(log)) as svc:
+        with sqlite3.connect(log) as db: db.execute("DROP TABLE predictions")  # the log breaks while serving
+        r = httpx.post(f"{svc.url}/predict", json={"records": [{**RECORD, "bill_length_mm": 47.123456}]}, timeout=30)
+        out = svc.output()
+    assert r.status_code == 200 and r.json()["logged"] is False and r.json()["predictions"] == ["Gentoo"]
+    assert "could not write request" in out and "no such table" in out  # the operator learns why
+    assert "47.123456" not in out  # but the server's log does not copy the scored records
