@@ -89,7 +89,7 @@ def predict(model_dir, input, out, keep_extra):
 @main.command()
 @click.argument("model_dir", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="The port to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="The port to listen on.")
 @click.option("--log", "log_url", default=None, help="Prediction log: an SQLAlchemy URL or an SQLite file (default: beside the package).")
 def serve(model_dir, host, port, log_url):
     "Serve a model package over HTTP: /health, /metadata, /predict."
@@ -113,5 +113,5 @@ def monitor(model_dir, current, reference, out, fail_on_drift):
     n = sum(bool(c.get("drift")) for c in res.get("columns", {}).values())
     click.echo(f"dataset drift: {'yes' if res['dataset_drift'] else 'no'} ({n} of {len(res.get('columns', {}))} "
                f"columns, share {res['drift_share']:.2f}); verdict: {res['verdict']}"
-               f"\nreport: {Path(out)}")
+               f"\nreport: {Path(out)/'monitor.html'} (data: {Path(out)/'monitor.json'})")
     if fail_on_drift and res["dataset_drift"]: sys.exit(EXIT_DRIFT)

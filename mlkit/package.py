@@ -14,8 +14,8 @@ log = logging.getLogger("mlkit")
 
 # %% auto #0
 __all__ = ['log', 'FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'OUTPUT_FORMATS', 'versions', 'fingerprint', 'score_frame',
-           'build_package', 'promote_package', 'default_model_card', 'ModelPackage', 'read_metadata', 'load_package',
-           'package_from_run', 'predict_file', 'check_in_fresh_process']
+           'typical_record', 'build_package', 'promote_package', 'default_model_card', 'ModelPackage', 'read_metadata',
+           'load_package', 'package_from_run', 'predict_file', 'check_in_fresh_process']
 
 # %% ../notebooks/20_package.ipynb #aaf65e80
 FORMAT = "mlkit-model-package/1"
@@ -63,6 +63,20 @@ def score_frame(pipeline, # a fitted pipeline
 def _records(df) -> list:
     "A frame as JSON-ready records (missing values as None)."
     return json.loads(df.to_json(orient="records", date_format="iso"))
+
+def typical_record(X, # the training features (a DataFrame)
+                  ) -> list: # one record, as JSON-ready records
+    "A made-up input example of typical values (median numbers, most common categories): no real row leaves the package."
+    import pandas as pd
+    row = {}
+    for c in X.columns:
+        s = X[c].dropna()
+        if s.empty: row[c] = [None]
+        elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            m = s.median()
+            row[c] = [int(round(m)) if pd.api.types.is_integer_dtype(s) else float(m)]
+        else: row[c] = [s.mode().iloc[0]]
+    return _records(pd.DataFrame(row, columns=X.columns))
 
 # %% ../notebooks/20_package.ipynb #0d7d89d7
 def _package_section(meta:dict) -> str:
@@ -150,7 +164,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
             "training_data": {"rows": len(X_train), "columns": len(X_train.columns), "fingerprint": fingerprint(X_train, y_train),
                               "source": problem.data},
             "reference": {"file": FILES["reference"], "rows": len(ref), "sampled": len(ref) < len(X_train)},
-            "input_example": _records(X_train.head(3)),
+            "input_example": typical_record(X_train),
             "files": {"model": {"path": FILES["model"], "sha256": sha}},
         }
         write_json(tmp/FILES["metadata"], meta)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from palmerpenguins import load_penguins
 from conftest import fabricate_run
 from mlkit.core import DataError, ModelPackageError, ParameterError, SchemaError
 from mlkit.package import FILES, build_package, fingerprint, load_package, package_from_run, predict_file
@@ -30,7 +31,9 @@ def test_metadata_describes_the_model(clf_package):
     assert set(meta["versions"]) == {"python", "sklearn", "skops", "pandas", "numpy", "mlkit"}
     assert len(meta["training_data"]["fingerprint"]) == 64 and meta["training_data"]["rows"] == meta["reference"]["rows"]
     assert meta["model_version"].endswith(meta["files"]["model"]["sha256"][:8])
-    assert [list(r) for r in meta["input_example"]] == [FEATURES] * 3
+    example = meta["input_example"]
+    assert [list(r) for r in example] == [FEATURES]  # one made-up record of typical values, no real row
+    assert example[0]["bill_length_mm"] == pytest.approx(load_penguins()["bill_length_mm"].median(), rel=0.05)
     card = (clf_package / "model_card.md").read_text()
     assert "## Package" in card and meta["model_version"] in card and "`island`" in card
 
