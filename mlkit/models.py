@@ -11,8 +11,9 @@ import pandas as pd
 from .core import ParameterError, DataError, one_of
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'SCORERS', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline', 'scorer_name', 'natural_score',
-           'jobs_for', 'threads_for', 'fit_pipeline', 'compare', 'choose']
+__all__ = ['CANDIDATES', 'BALANCED_METRICS', 'SCORERS', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline',
+           'weighs_classes', 'candidate_pipeline', 'scorer_name', 'natural_score', 'jobs_for', 'threads_for',
+           'fit_pipeline', 'compare', 'choose']
 
 # %% ../notebooks/12_models.ipynb #b33a95fb
 @dataclass(frozen=True)
@@ -22,34 +23,36 @@ class Candidate:
     label: str # what it is, in words
     interpretability: str # 'high', 'medium' or 'low'
     note: str # how a person can read its predictions
-    make: object # function (task, seed) -> an unfitted estimator
+    make: object # function (task, seed, balanced) -> an unfitted estimator
 
-def _baseline(task, seed):
+def _weights(task, balanced): return {"class_weight": "balanced"} if balanced and task == "classification" else {}
+
+def _baseline(task, seed, balanced=False):
     from sklearn.dummy import DummyClassifier, DummyRegressor
     return DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
 
-def _linear(task, seed):
+def _linear(task, seed, balanced=False):
     from sklearn.linear_model import LogisticRegression, Ridge
-    return LogisticRegression(max_iter=2000) if task == "classification" else Ridge(alpha=1.0)
+    return LogisticRegression(max_iter=2000, **_weights(task, balanced)) if task == "classification" else Ridge(alpha=1.0)
 
-def _knn(task, seed):
+def _knn(task, seed, balanced=False):  # no class weights in k nearest neighbours: a vote is a vote
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     return (KNeighborsClassifier if task == "classification" else KNeighborsRegressor)(n_neighbors=7)
 
-def _tree(task, seed):
+def _tree(task, seed, balanced=False):
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
     return (DecisionTreeClassifier if task == "classification" else DecisionTreeRegressor)(
-        max_depth=5, min_samples_leaf=5, random_state=seed)
+        max_depth=5, min_samples_leaf=5, random_state=seed, **_weights(task, balanced))
 
-def _forest(task, seed):
+def _forest(task, seed, balanced=False):
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     return (RandomForestClassifier if task == "classification" else RandomForestRegressor)(
-        n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1, **_weights(task, balanced))
 
-def _boosting(task, seed):
+def _boosting(task, seed, balanced=False):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     return (HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor)(
-        max_iter=100, early_stopping=False, random_state=seed)
+        max_iter=100, early_stopping=False, random_state=seed, **_weights(task, balanced))
 
 CANDIDATES = {c.name: c for c in [
     Candidate("baseline", "predicts the class shares / the mean, ignoring the features", "high",
@@ -65,6 +68,7 @@ CANDIDATES = {c.name: c for c in [
     Candidate("boosting", "histogram gradient boosting (100 rounds)", "low",
               "a sum of 100 small trees: explain with permutation importance, not by reading it", _boosting),
 ]}
+
 
 # %% ../notebooks/12_models.ipynb #97087257
 def candidate_names(candidates="all", # 'all', or names from `CANDIDATES` as a list or comma-separated string
@@ -82,13 +86,32 @@ def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
                   task:str, # 'classification' or 'regression'
                   seed:int=42, # the random seed of models that use one
                   params:dict|None=None, # parameters to set, e.g. {'model__max_depth': 3}
+                  balanced:bool=False, # classifiers weigh each class by the inverse of its frequency
                  ):
     "The unfitted `Pipeline([('preprocess', preprocessor), ('model', estimator)])` of one candidate."
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
     candidate_names([name])
-    pipe = Pipeline([("preprocess", clone(preprocessor)), ("model", CANDIDATES[name].make(task, seed))])
+    pipe = Pipeline([("preprocess", clone(preprocessor)), ("model", CANDIDATES[name].make(task, seed, balanced))])
     return pipe.set_params(**params) if params else pipe
+
+
+# %% ../notebooks/12_models.ipynb #b2c3d4e5
+BALANCED_METRICS = ("balanced_accuracy", "f1_macro") # metrics that weigh every class equally
+
+def weighs_classes(problem, # the `Problem`
+                  ) -> bool: # True when classifiers should weigh classes by the inverse of their frequency
+    "Whether the problem is a classification judged by a metric that weighs every class equally."
+    return problem.task == "classification" and problem.metric in BALANCED_METRICS
+
+def candidate_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
+                       name:str, # a name from `CANDIDATES`
+                       problem, # the `Problem` (task, seed, metric)
+                       params:dict|None=None, # parameters to set, e.g. {'model__max_depth': 3}
+                      ):
+    "The unfitted pipeline of candidate `name` for `problem`: its task, its seed, class weights when the metric asks."
+    return make_pipeline(preprocessor, name, problem.task, problem.seed, params, balanced=weighs_classes(problem))
+
 
 # %% ../notebooks/12_models.ipynb #551161f9
 SCORERS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1_macro": "f1_macro",
@@ -149,12 +172,15 @@ def compare(X:pd.DataFrame, # training features
     n_jobs = jobs_for(len(X), n_jobs)
     rows = []
     for name in candidate_names(candidates):
-        pipe = make_pipeline(preprocessor, name, problem.task, problem.seed)
+        pipe = candidate_pipeline(preprocessor, name, problem)
         try:
             with threads_for(len(X), n_jobs):
                 res = cross_validate(pipe, X, y, cv=cv, groups=groups, scoring=scoring, n_jobs=n_jobs, error_score="raise")
         except ValueError as e:
-            raise DataError(f"Cross-validating the {name!r} candidate failed: {e}") from e
+            others = ",".join(c for c in candidate_names(candidates) if c != name)
+            raise DataError(f"Cross-validating the {name!r} candidate failed on {len(X)} training rows: {e}. Leave it out "
+                            f"with the 'candidates' parameter" + (f" (e.g. candidates='{others}')" if others else "") +
+                            ", or give the folds more rows (more data, or a lower 'cv_folds').") from e
         s = natural_score(problem.metric, res["test_score"])
         c = CANDIDATES[name]
         rows.append({"model": name, "score": float(np.mean(s)), "sd": float(np.std(s)),

@@ -6,10 +6,10 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .core import ParameterError, check_one_of
+from .core import ParameterError, DataError, check_one_of
 
 # %% auto #0
-__all__ = ['SPACES', 'SEARCHES', 'search_space', 'space_size', 'tune_search', 'compare_on_validation']
+__all__ = ['SPACES', 'SEARCHES', 'search_space', 'space_size', 'search_kind', 'fit_rows', 'tune_search', 'compare_on_validation']
 
 # %% ../notebooks/14_tune.ipynb #cdf4b270
 _LINEAR = {"classification": {"model__C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]},
@@ -40,6 +40,24 @@ def space_size(space:dict) -> int:
     "How many combinations a grid search over `space` tries."
     return int(np.prod([len(v) for v in space.values()])) if space else 1
 
+def search_kind(search:str, # the 'search' parameter: 'random' or 'grid'
+                space:dict, # the space to search
+                n_iter:int, # combinations a random search tries
+               ) -> str: # 'grid' or 'random': the search that actually runs
+    "The search that runs: a grid when asked for, or when the whole space is no larger than `n_iter`."
+    check_one_of("search", search, SEARCHES)
+    return "grid" if search == "grid" or space_size(space) <= n_iter else "random"
+
+def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
+             y:pd.Series, # their target
+             task:str, # 'classification' or 'regression'
+             cv=3, # folds, or a scikit-learn splitter
+             groups=None, # group labels for group folds
+            ) -> int: # rows in the smallest training fold
+    "How many rows the smallest cross-validation fit sees."
+    from sklearn.model_selection import check_cv
+    return min(len(tr) for tr, _ in check_cv(cv, y, classifier=task == "classification").split(X, y, groups))
+
 # %% ../notebooks/14_tune.ipynb #23c08869
 def tune_search(X:pd.DataFrame, # training features
                 y:pd.Series, # training target
@@ -51,30 +69,40 @@ def tune_search(X:pd.DataFrame, # training features
                 cv=3, # folds, or a scikit-learn splitter
                 groups=None, # group labels for group folds
                 n_jobs:int|None=None, # fits in parallel; None chooses by data size
-               ) -> tuple: # (fitted search object, results table best first)
+               ) -> tuple: # (fitted search object, results table best first; `table.attrs['search']` says which ran)
     "Cross-validated grid or random search over the candidate's space, on training rows."
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-    from mlkit.models import make_pipeline, scorer_name, natural_score, jobs_for, threads_for
+    from mlkit.models import candidate_pipeline, scorer_name, natural_score, jobs_for, threads_for
     check_one_of("search", search, SEARCHES)
     if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
         raise ParameterError(f"The 'n_iter' parameter must be a whole number of at least 1. Got {n_iter!r}.")
-    pipe = make_pipeline(preprocessor, name, problem.task, problem.seed)
+    pipe = candidate_pipeline(preprocessor, name, problem)
     space = search_space(name, problem.task)
+    if "model__n_neighbors" in space:  # a fold cannot lend more neighbours than it has rows
+        n_fit, ks = fit_rows(X, y, problem.task, cv, groups), space["model__n_neighbors"]
+        space["model__n_neighbors"] = [k for k in ks if k <= n_fit] or [min(ks)]
     scoring = scorer_name(problem.metric, y.nunique())
     n_jobs = jobs_for(len(X), n_jobs)
-    if search == "grid" or space_size(space) <= n_iter:
+    kind = search_kind(search, space, n_iter)
+    if kind == "grid":
         s = GridSearchCV(pipe, space, scoring=scoring, cv=cv, n_jobs=n_jobs, error_score="raise")
     else:
         s = RandomizedSearchCV(pipe, space, n_iter=n_iter, scoring=scoring, cv=cv, n_jobs=n_jobs,
                                random_state=problem.seed, error_score="raise")
-    with threads_for(len(X), n_jobs): s.fit(X, y, groups=groups)
+    try:
+        with threads_for(len(X), n_jobs): s.fit(X, y, groups=groups)
+    except ValueError as e:
+        raise DataError(f"Tuning the {name!r} candidate failed on {len(X)} training rows: {e}. Give the folds more rows "
+                        "(more data, or a lower 'cv_folds'), or leave this candidate out in 05_select ('candidates').") from e
     r = s.cv_results_
     table = pd.DataFrame([{k.removeprefix("model__"): v for k, v in p.items()} for p in r["params"]], dtype=object)
     table.insert(0, "rank", r["rank_test_score"])
     table["score"] = natural_score(problem.metric, r["mean_test_score"])
     table["sd"] = r["std_test_score"]
     table["fit_seconds"] = r["mean_fit_time"]
-    return s, table.sort_values("rank", kind="stable", ignore_index=True)  # ties: first tried first, as `best_params_`
+    table = table.sort_values("rank", kind="stable", ignore_index=True)  # ties: first tried first, as `best_params_`
+    table.attrs["search"] = kind
+    return s, table
 
 # %% ../notebooks/14_tune.ipynb #d8c60a88
 def compare_on_validation(pipelines:dict, # name -> pipeline fitted on the training split

@@ -58,6 +58,16 @@ def check_final_model(run):
     assert test["score"] == test["metrics"]["balanced_accuracy"] and test["passed"] == (test["score"] >= 0.6)
     assert test["metrics"]["balanced_accuracy"] > 0.6  # the outcome is learnable from ward and dose
     assert "**Result: PASSED**" in run.file("model_card").read_text()
+    # judged by balanced accuracy, the chosen model weighs the classes in every stage that builds it
+    chosen, tuning = run.load_json("chosen")["name"], run.load_json("tuning")
+    for saved in ("pipeline", "tuned"):
+        model = run.load_model(saved).named_steps["model"]
+        if chosen not in ("baseline", "knn"):
+            assert model.class_weight == "balanced", (saved, chosen)
+    # the search recorded is the one that ran: a grid tries the whole space, a random search n_iter settings
+    from mlkit.tune import search_space, space_size
+    size = space_size(search_space(chosen, "classification"))
+    assert (tuning["search"], tuning["settings_tried"]) == (("grid", size) if size <= 10 else ("random", 10))
     plan = pd.read_csv(run.file("feature_plan")).set_index("column")
     assert plan.loc["visit_date", "role"] == "date"
     assert plan.loc["visit_date", "reason"].startswith("date/time (stored as text): month, day of week created; "
