@@ -24,6 +24,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'mlkit.data._sklearn': ('data.html#_sklearn', 'mlkit/data.py'),
                             'mlkit.data._tidy_text': ('data.html#_tidy_text', 'mlkit/data.py'),
                             'mlkit.data.clean_data': ('data.html#clean_data', 'mlkit/data.py'),
+                            'mlkit.data.default_context': ('data.html#default_context', 'mlkit/data.py'),
                             'mlkit.data.load_data': ('data.html#load_data', 'mlkit/data.py'),
                             'mlkit.data.peek_columns': ('data.html#peek_columns', 'mlkit/data.py')},
             'mlkit.drift': { 'mlkit.drift._aligned_counts': ('drift.html#_aligned_counts', 'mlkit/drift.py'),

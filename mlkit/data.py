@@ -10,7 +10,8 @@ import numpy as np
 from .core import DataError, ParameterError, check_one_of
 
 # %% auto #0
-__all__ = ['BUILTIN_DATASETS', 'READERS', 'OUTLIER_ACTIONS', 'load_data', 'peek_columns', 'clean_data']
+__all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'READERS', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE',
+           'default_context', 'load_data', 'peek_columns', 'clean_data']
 
 # %% ../notebooks/04_data.ipynb #82a72864
 def _penguins():
@@ -34,6 +35,21 @@ BUILTIN_DATASETS = {
     "breast_cancer": _sklearn("breast_cancer"),  # binary classification: predict `target`
     "diabetes": _sklearn("diabetes"),    # regression: predict `target`
 }
+
+# %% ../notebooks/04_data.ipynb #576600ee
+BUILTIN_CONTEXT = {
+    "penguins": "Field researchers want to identify a penguin's species from a few body measurements, "
+                "so that surveys need not wait for an expert.",
+    "iris": "A teaching problem: tell three iris species apart from the size of their petals and sepals.",
+    "wine": "Tell three cultivars of Italian wine apart from a chemical analysis.",
+    "breast_cancer": "Flag breast-tumour biopsies as malignant or benign from cell-nucleus measurements; "
+                     "a teaching data set, not a clinical tool.",
+    "diabetes": "Predict disease progression one year after baseline from ten baseline measurements.",
+}
+
+def default_context(data:str) -> str:
+    "The context of a built-in data set's default problem, or '' for other data."
+    return BUILTIN_CONTEXT.get(str(data), "")
 
 # %% ../notebooks/04_data.ipynb #9b1bb092
 READERS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -98,6 +114,8 @@ def peek_columns(source) -> list:
 
 # %% ../notebooks/04_data.ipynb #5fab6ded
 OUTLIER_ACTIONS = ("flag", "clip", "drop", "none")
+DUPLICATE_ACTIONS = ("auto", "drop", "keep")
+MAX_DUPLICATE_SHARE = 0.1  # 'auto' keeps repeats above this share: they look like real, identical observations
 
 def _log(log, step, column, rows, detail):
     log.append({"step": step, "column": column, "rows": int(rows), "detail": detail})
@@ -132,10 +150,11 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
                task:str, # 'classification' or 'regression'
                outliers:str="flag", # what to do with extreme numeric values: 'flag', 'clip', 'drop' or 'none'
                outlier_k:float=3.0, # a value is extreme beyond k interquartile ranges outside the quartiles
-               drop_duplicates:bool=True, # drop rows that repeat another row exactly
+               duplicates:str="auto", # rows that repeat another exactly: 'auto', 'drop' or 'keep' (see below)
               ) -> tuple: # (clean frame, log as a DataFrame)
     "Clean a copy of `df` and return it with a log of every change."
     check_one_of("outliers", outliers, OUTLIER_ACTIONS)
+    check_one_of("duplicates", duplicates, DUPLICATE_ACTIONS)
     if target not in df.columns: raise DataError(f"The target column {target!r} is not in the data.")
     log = []
     df = df.copy()
@@ -150,9 +169,14 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
     missing_y = df[target].isna()
     if missing_y.any():
         df = df[~missing_y]; _log(log, "drop rows", target, missing_y.sum(), "target is missing: nothing to learn from these rows")
-    if drop_duplicates:
-        dup = df.duplicated()
-        if dup.any(): df = df[~dup]; _log(log, "drop duplicates", None, dup.sum(), "exact repeats of an earlier row")
+    dup = df.duplicated()
+    if dup.any() and duplicates != "keep":
+        share = dup.mean()
+        if duplicates == "drop" or share <= MAX_DUPLICATE_SHARE:
+            df = df[~dup]; _log(log, "drop duplicates", None, dup.sum(), "exact repeats of an earlier row")
+        else:
+            _log(log, "keep duplicates", None, dup.sum(), f"{share:.0%} of rows repeat an earlier row: so many repeats look like "
+                 "real, identical observations (few distinct values per column), so they were kept; set duplicates='drop' if they are copies")
     if outliers != "none":
         num = [c for c in df.select_dtypes("number").columns if c != target and df[c].nunique() > 2]
         drop = pd.Series(False, index=df.index)

@@ -158,11 +158,12 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
                   ):
     "Check the stages' settings (choices, sizes, column names) before any kernel starts."
     from mlkit.core import check_one_of
-    from mlkit.data import OUTLIER_ACTIONS, load_data
+    from mlkit.data import OUTLIER_ACTIONS, DUPLICATE_ACTIONS, load_data
     from mlkit.models import candidate_names
     from mlkit.tune import SEARCHES
     from mlkit.split import check_sizes
     if "outliers" in params: check_one_of("outliers", params["outliers"], OUTLIER_ACTIONS)
+    if "duplicates" in params: check_one_of("duplicates", params["duplicates"], DUPLICATE_ACTIONS)
     if "search" in params: check_one_of("search", params["search"], SEARCHES)
     if "candidates" in params: candidate_names(params["candidates"])
     if "test_size" in params: check_sizes(params["test_size"], params.get("validation_size", 0.2))
