@@ -216,7 +216,7 @@ def cross_validator(run, # a `RunFolder` (for the task, seed and split settings)
                     y=None, # the target (checks that every class fits in every fold)
                    ) -> tuple: # (a scikit-learn splitter, groups or None)
     "A cross-validation splitter that follows the split's rule: group folds, time folds, or (stratified) shuffled folds."
-    from sklearn.model_selection import GroupKFold, TimeSeriesSplit, StratifiedKFold, KFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, TimeSeriesSplit, StratifiedKFold, KFold
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise ParameterError(f"The 'cv_folds' parameter must be a whole number of at least 2. Got {folds!r}.")
     problem, settings = run.problem(), split_settings(run)
@@ -224,6 +224,8 @@ def cross_validator(run, # a `RunFolder` (for the task, seed and split settings)
         g = X[settings["group_column"]]
         if g.nunique() < folds:
             raise DataError(f"Only {g.nunique()} groups in these rows: too few for {folds} group folds. Lower 'cv_folds'.")
+        if problem.task == "classification":  # keep each class's share in every fold, as far as the groups allow
+            return StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=problem.seed), g
         return GroupKFold(n_splits=folds), g
     if settings.get("time_column"): return TimeSeriesSplit(n_splits=folds), None
     if problem.task == "classification":
