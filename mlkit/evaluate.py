@@ -205,13 +205,14 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                          n_jobs:int|None=None, # folds in parallel; None chooses by data size
                         ) -> pd.DataFrame: # rows, set ('train' or 'cross-validation'), score, sd, failed_fits
     "Cross-validated scores of `pipeline` fitted on growing shares of the training rows."
-    from sklearn.model_selection import learning_curve
+    from sklearn.model_selection import learning_curve, TimeSeriesSplit
     from mlkit.models import scorer_name, natural_score, jobs_for, threads_for
     n_jobs = jobs_for(len(X), n_jobs)
     with threads_for(len(X), n_jobs):
         n, tr, va = learning_curve(pipeline, X, y, groups=groups, cv=cv, train_sizes=np.asarray(sizes),
                                    scoring=scorer_name(problem.metric, pd.Series(y).nunique()), n_jobs=n_jobs,
-                                   shuffle=True, random_state=problem.seed, error_score=np.nan)
+                                   shuffle=not isinstance(cv, TimeSeriesSplit),  # time folds keep their order
+                                   random_state=problem.seed, error_score=np.nan)
     tr, va = natural_score(problem.metric, tr), natural_score(problem.metric, va)
     return pd.concat([pd.DataFrame({"rows": n, "set": k, "score": np.nanmean(s, axis=1), "sd": np.nanstd(s, axis=1),
                                     "failed_fits": np.isnan(s).sum(axis=1)})
