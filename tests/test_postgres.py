@@ -1,0 +1,50 @@
+"""The prediction log on PostgreSQL, through the same SQLAlchemy code as SQLite.
+
+Runs when MLKIT_TEST_POSTGRES_URL names a database (`.ci/run` starts a throwaway server on
+loopback and sets it); skipped otherwise.
+"""
+from __future__ import annotations
+import json, os, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlkit.predlog import read_log, safe_url
+from mlkit.serve import ServiceProcess
+
+URL = os.environ.get("MLKIT_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="set MLKIT_TEST_POSTGRES_URL to a PostgreSQL database to run these")
+
+
+def test_concurrent_requests_are_all_logged_in_postgres(clf_package, penguins, tmp_path):
+    rows = json.loads(penguins.drop(columns="species").head(100).to_json(orient="records"))
+    with ServiceProcess(clf_package, log_url=URL) as svc:
+        def call(i):
+            with httpx.Client(base_url=svc.url, timeout=60) as c:
+                r = c.post("/predict", json={"records": [rows[i]]})
+                assert r.status_code == 200, r.text
+                return r.json()
+        with ThreadPoolExecutor(max_workers=25) as ex:
+            answers = list(ex.map(call, range(100)))
+    assert all(a["logged"] for a in answers)
+    ids = [a["request_id"] for a in answers]
+    log = read_log(URL)
+    mine = log[log.request_id.isin(ids)].set_index("request_id").loc[ids]
+    assert mine.prediction.tolist() == [a["predictions"][0] for a in answers]
+    # monitoring reads the same log back by URL
+    out = tmp_path / "mon"
+    r = subprocess.run([str(Path(sys.executable).with_name("mlkit")), "monitor", str(clf_package), "--current", URL,
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "monitor.json").read_text())["columns"]
+
+
+def test_a_wrong_password_is_a_clear_error_without_the_password():
+    from sqlalchemy.engine import make_url
+    from mlkit.core import DataError
+    bad = make_url(URL).set(username="nobody", password="s3cret", port=1)
+    with pytest.raises(DataError) as e:
+        read_log(bad.render_as_string(hide_password=False))
+    assert "s3cret" not in str(e.value) and safe_url(bad.render_as_string(hide_password=False)) in str(e.value)
