@@ -114,3 +114,16 @@ def fabricate_run(run_dir, passed: bool = True):
                            "threshold": problem.success_threshold, "passed": problem.passes(score)})
     run.save_text("model_card", "# Model card\n\nA penguin species classifier (a run fabricated for tests).\n")
     return run
+
+
+def post_one_record_each(base_url: str, rows: list, workers: int) -> list:
+    "POST each record alone to /predict from `workers` threads at once; the answers, in order (each must be 200)."
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+    def call(row):
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            r = client.post("/predict", json={"records": [row]})
+            assert r.status_code == 200, r.text
+            return r.json()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(call, rows))

@@ -5,14 +5,13 @@ loopback and sets it); skipped otherwise.
 """
 from __future__ import annotations
 import json, os, subprocess, sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mlkit.predlog import read_log, safe_url
 from mlkit.serve import ServiceProcess
+from conftest import post_one_record_each
 
 URL = os.environ.get("MLKIT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set MLKIT_TEST_POSTGRES_URL to a PostgreSQL database to run these")
@@ -21,13 +20,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="set MLKIT_TEST_POSTGRES_URL to 
 def test_concurrent_requests_are_all_logged_in_postgres(clf_package, penguins, tmp_path):
     rows = json.loads(penguins.drop(columns="species").head(100).to_json(orient="records"))
     with ServiceProcess(clf_package, log_url=URL) as svc:
-        def call(i):
-            with httpx.Client(base_url=svc.url, timeout=60) as c:
-                r = c.post("/predict", json={"records": [rows[i]]})
-                assert r.status_code == 200, r.text
-                return r.json()
-        with ThreadPoolExecutor(max_workers=25) as ex:
-            answers = list(ex.map(call, range(100)))
+        answers = post_one_record_each(svc.url, rows, workers=25)
     assert all(a["logged"] for a in answers)
     ids = [a["request_id"] for a in answers]
     log = read_log(URL)

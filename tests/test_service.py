@@ -3,7 +3,6 @@ and stopped at its end. Good requests, every kind of bad request, unseen categor
 that must all be logged."""
 from __future__ import annotations
 import json
-from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from mlkit.core import ModelPackageError
 from mlkit.package import load_package
 from mlkit.predlog import read_log
 from mlkit.serve import ServiceProcess, create_app
+from conftest import post_one_record_each
 
 RECORD = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5, "flipper_length_mm": 215.0,
           "body_mass_g": 5000.0, "sex": "female", "year": 2008}
@@ -120,13 +120,7 @@ def test_many_errors_are_reported_together(client):
 
 def test_200_concurrent_requests_are_all_logged(client, service, penguins):
     rows = json.loads(penguins.drop(columns="species").head(200).to_json(orient="records"))
-    def call(i):
-        with httpx.Client(base_url=service.url, timeout=60) as c:
-            r = c.post("/predict", json={"records": [rows[i]]})
-            assert r.status_code == 200, r.text
-            return r.json()
-    with ThreadPoolExecutor(max_workers=50) as ex:
-        answers = list(ex.map(call, range(200)))
+    answers = post_one_record_each(service.url, rows, workers=50)
     ids = [a["request_id"] for a in answers]
     assert len(set(ids)) == 200 and all(a["logged"] for a in answers)
     log = read_log(service.log)
