@@ -10,7 +10,6 @@ times a ydata-profiling report on a 1,000,000-row frame against a 10,000-row one
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
-import nbformat
 
 FLOOR = r'''
 import json, sys, time, warnings

@@ -113,10 +113,12 @@ def load_params_file(path) -> dict:
 
 # %% ../notebooks/40_runner.ipynb #ed8f9c0e
 def _defaults() -> dict:
+    "Each parameter's default value (papermill gives them as source text, e.g. '\"penguins\"')."
+    import ast
     out = {}
     for n, v in chain_parameters().items():
-        try: out[n] = eval(v["default"], {}, {})  # papermill gives defaults as source text, e.g. "'penguins'"
-        except Exception: out[n] = v["default"]
+        try: out[n] = ast.literal_eval(v["default"])  # a literal, never code from a template
+        except (ValueError, SyntaxError): out[n] = v["default"]
     return out
 
 def check_params(given:dict, # parameters from the file and `-p`, name → value
@@ -299,7 +301,8 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
                              f"Choose a new --out, or re-run part of it with --from STAGE.")
     given = dict(params or {})
     if previous and start is not None:  # resuming: same parameters as before unless overridden
-        given = {**{k: v for k, v in previous.get("params", {}).items() if k in chain_parameters() and k != "run_dir"}, **given}
+        known = chain_parameters()
+        given = {**{k: v for k, v in previous.get("params", {}).items() if k in known and k != "run_dir"}, **given}
     given.pop("run_dir", None)
     full = check_params(given)
     full["run_dir"] = str(run.path)

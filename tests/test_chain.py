@@ -72,7 +72,8 @@ def test_stage_outputs_are_in_the_run_folder(classification_run):
     assert len(splits) == len(clean)
     # the cleaned data loads back with the target's three species
     assert sorted(clean["species"].unique()) == ["Adelie", "Chinstrap", "Gentoo"]
-    assert "random sample" not in run.file("profile").read_text()[:5000]  # small data is profiled whole
+    profile = run.file("profile").read_text()
+    assert f"cleaned data (all {len(clean)} rows)" in profile and "random sample of" not in profile  # small data: whole
     assert list((out / "reports" / "figures").glob("*.png"))
 
 
