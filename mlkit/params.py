@@ -61,6 +61,7 @@ class Problem:
     seed: int = 42 # the seed every random step uses
     classes: list|None = None # the target's classes (classification only)
     n_rows: int = 0 # rows in the data when the problem was defined
+    source: dict = field(default_factory=dict) # how the data was read: kind, location, sheet/query/table, sha256, rows (never a password)
 
     @property
     def greater_is_better(self) -> bool: return METRICS[self.metric].greater_is_better
@@ -88,7 +89,9 @@ def check_target(df, # the data
         raise DataError(f"The target column {target!r} is not in the data. The columns are: {cols}. "
                         "Set the 'target' parameter to one of them.")
     y = df[target].dropna()
-    if y.empty: raise DataError(f"The target column {target!r} has no values: every row is missing.")
+    if y.empty: raise DataError(f"The target column {target!r} has no values: every row is missing. Check that 'target' "
+                                "names the column you mean, and that the file was read as you expect (a CSV's delimiter "
+                                "and decimal mark are detected; csv_options overrides them).")
     if task == "auto": task = infer_task(y)
     if task == "classification":
         if y.nunique() < 2:
@@ -137,10 +140,11 @@ def define_problem(df, # the data (as loaded, before cleaning)
                    success_threshold:float|None=None, # None takes the metric's default
                    context:str="", # why it matters and who uses it
                    seed:int=42, # the seed every random step uses
+                   source:dict|None=None, # how the data was read (`mlkit.sources.read_once`'s account)
                   ) -> Problem:
     "Validate the parameters against the data and return the `Problem`."
     task = check_target(df, target, task)
     metric, threshold = check_metric(metric, task, success_threshold)
     classes = sorted(df[target].dropna().unique().tolist(), key=str) if task == "classification" else None
     return Problem(data=str(data), target=target, task=task, metric=metric, success_threshold=threshold,
-                   context=context, seed=int(seed), classes=classes, n_rows=len(df))
+                   context=context, seed=int(seed), classes=classes, n_rows=len(df), source=dict(source or {}))

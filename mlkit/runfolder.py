@@ -15,6 +15,8 @@ __all__ = ['LAYOUT', 'write_json', 'RunFolder']
 # %% ../notebooks/03_runfolder.ipynb #339860c5
 LAYOUT = {
     "problem":        ("problem.json",                  "01_define"),
+    "raw":            ("data/raw/source.parquet",       "01_define"),  # rows read from a database (only then)
+    "source":         ("data/raw/source.json",          "01_define"),  # where those rows came from
     "clean":          ("data/processed/clean.parquet",  "02_prepare"),
     "cleaning_log":   ("reports/cleaning_log.json",     "02_prepare"),
     "profile":        ("reports/profile.html",          "02_prepare"),
