@@ -73,15 +73,36 @@ def templates(dest):
     click.echo(f"copied {len(copied)} templates to {dest}")
 
 # %% ../notebooks/41_cli.ipynb #5853d66c
+def _source_options(f):
+    "Add the options that say how to read a data source given as INPUT or --current."
+    for opt in reversed([
+            click.option("--sheet", default=None, help="Excel input: the sheet's name or position (default: the first)."),
+            click.option("--query", default=None, help="Database input (an SQLAlchemy URL): the SELECT statement that returns the rows."),
+            click.option("--table", default=None, help="Database input: a table to read whole."),
+            click.option("--csv-options", default=None, metavar="YAML",
+                         help="CSV input: settings that override detection, e.g. '{sep: \";\", decimal: \",\"}'.")]):
+        f = opt(f)
+    return f
+
+def _source(data:str, sheet, query, table, csv_options):
+    "The `Source` named by a command's input and its source options."
+    from mlkit.sources import as_source
+    from mlkit.runner import parse_value
+    return as_source(data, sheet=parse_value(sheet) if sheet else None, query=query, table=table,
+                     csv_options=parse_value(csv_options) if csv_options else None)
+
+# %% ../notebooks/41_cli.ipynb #ac1d8eb7
 @main.command()
 @click.argument("model_dir", type=click.Path())
-@click.argument("input", type=click.Path())
+@click.argument("input")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write predictions (.csv or .parquet).")
 @click.option("--keep-extra", is_flag=True, help="Carry columns the model does not use (an id, the true label) through to the output instead of refusing them.")
-def predict(model_dir, input, out, keep_extra):
-    "Score a CSV or Parquet file with a model package."
+@_source_options
+def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options):
+    "Score INPUT (a CSV, Parquet or Excel file, or a database URL with --query or --table) with a model package."
     from mlkit.package import predict_file
-    try: path = predict_file(model_dir, input, out, extra="keep" if keep_extra else "refuse")
+    try: path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out,
+                             extra="keep" if keep_extra else "refuse")
     except ParameterError as e: _fail("predict", e, EXIT_USAGE)
     except MlkitError as e: _fail("predict", e, EXIT_FAILED)
     click.echo(f"wrote {path}")
@@ -100,14 +121,18 @@ def serve(model_dir, host, port, log_url):
 
 @main.command()
 @click.argument("model_dir", type=click.Path())
-@click.option("--current", required=True, help="New data: a CSV or Parquet file, or a prediction-log URL (sqlite:///...).")
+@click.option("--current", required=True, help="New data: a CSV, Parquet or Excel file, a prediction-log URL (sqlite:///...), or a database URL with --query or --table.")
 @click.option("--reference", default=None, help="Reference data (default: the package's training reference).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for monitor.json and the HTML report.")
 @click.option("--fail-on-drift", is_flag=True, help="Exit with status 3 when the data set drifted.")
-def monitor(model_dir, current, reference, out, fail_on_drift):
+@_source_options
+def monitor(model_dir, current, reference, out, fail_on_drift, sheet, query, table, csv_options):
     "Compare new data with the model's reference: drift, data quality, performance."
     from mlkit.monitor import run_monitor
-    try: res = run_monitor(model_dir, current, reference=reference, out_dir=out)
+    try:
+        if sheet is not None or query or table or csv_options:  # without them, a URL is a prediction log
+            current = _source(current, sheet, query, table, csv_options)
+        res = run_monitor(model_dir, current, reference=reference, out_dir=out)
     except ParameterError as e: _fail("monitor", e, EXIT_USAGE)
     except MlkitError as e: _fail("monitor", e, EXIT_FAILED)
     n = sum(bool(c.get("drift")) for c in res.get("columns", {}).values())

@@ -27,21 +27,24 @@ FEW_ROWS = 30            # below this many current rows, the verdict warns that 
 SCHEMA_KINDS = {"number": "numeric", "text": "categorical", "boolean": "categorical"}  # datetime columns are not tested
 
 # %% ../notebooks/31_monitor.ipynb #99e18cb8
-def read_current(source, # a DataFrame, a CSV/Parquet path, or a prediction-log URL such as 'sqlite:///log.db'
+def read_current(source, # a DataFrame, a `Source`, a CSV/Parquet/Excel path, or a prediction-log URL such as 'sqlite:///log.db'
                 ) -> pd.DataFrame:
     "The current (production) data to monitor."
+    from mlkit.sources import Source, is_url, load_data
     if isinstance(source, pd.DataFrame): return source
+    if isinstance(source, Source): return load_data(source)
     text = str(source)
-    if "://" in text or Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+    if is_url(text) or Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
         from mlkit.predlog import read_log
         df = read_log(text)
         if len(df) == 0: raise DataError(f"The prediction log {_describe(text)!r} holds no predictions yet: there is nothing to monitor.")
         return df
-    from mlkit.data import load_data
     return load_data(text)
 
 def _describe(source) -> str:
     if isinstance(source, pd.DataFrame): return f"a data frame of {len(source)} rows"
+    from mlkit.sources import Source
+    if isinstance(source, Source): return str(source)  # never with a password
     from mlkit.predlog import safe_url
     return safe_url(source) if "://" in str(source) else str(source)  # never write a password into a report
 

@@ -307,13 +307,13 @@ def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 def predict_file(model_dir, # the model package folder
-                 input, # a CSV or Parquet file of rows to score
+                 input, # the rows to score: a CSV, Parquet or Excel file, or a `mlkit.sources.Source` (e.g. a database query)
                  out, # where to write the scored rows: .csv or .parquet
                  extra:str="refuse", # input columns the model does not know: 'refuse', or 'keep' to carry them to the output
                 ) -> Path: # the written file
     "Score a CSV or Parquet file with a model package and write the rows with `prediction` (and `proba_*`) columns."
     import pandas as pd
-    from mlkit.data import load_data
+    from mlkit.sources import load_data
     out = Path(out).expanduser()
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise ParameterError(f"The output file must end in {', '.join(OUTPUT_FORMATS)}. Got {str(out)!r}.")

@@ -11,9 +11,9 @@ from .core import MlkitError, ParameterError, DataError, StageError
 from .runfolder import RunFolder, write_json, LAYOUT
 
 # %% auto #0
-__all__ = ['KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters', 'chain_parameters',
-           'parse_value', 'load_params_file', 'check_params', 'check_problem', 'check_settings', 'StageFailed',
-           'new_run_dir', 'run_chain']
+__all__ = ['PATH_PARAMETERS', 'KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters',
+           'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file', 'check_params', 'data_source',
+           'check_problem', 'check_settings', 'StageFailed', 'new_run_dir', 'run_chain']
 
 # %% ../notebooks/40_runner.ipynb #e21bc56b
 def templates_dir() -> Path:
@@ -86,6 +86,7 @@ _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "d
 
 def _check_type(name, value, type_name):
     t = str(type_name).strip()
+    if t.startswith("Union[") and t.endswith("]"): t = t[6:-1].replace(",", "|")
     kinds = [k.strip() for k in (t[9:-1] + "|None" if t.startswith("Optional[") else t).split("|")]
     if not kinds or any(k not in _TYPES for k in kinds): return value  # unannotated: accept as given
     if value is None and "None" in kinds: return None
@@ -100,16 +101,28 @@ def _check_type(name, value, type_name):
     raise ParameterError(f"The {name!r} parameter must be of type {type_name}. Got {value!r} ({type(value).__name__}).")
 
 # %% ../notebooks/40_runner.ipynb #9b32f779
-def load_params_file(path) -> dict:
-    "Read a YAML (or JSON) parameters file into a dict."
+PATH_PARAMETERS = ("data", "monitor_data")  # parameters that name files: relative paths are made absolute before any kernel starts
+
+def resolve_paths(params:dict, # parameters by name
+                  base=None, # the folder relative paths are relative to (default: the current folder)
+                 ) -> dict: # the same parameters, with every relative path in `PATH_PARAMETERS` made absolute
+    "Give each path parameter the meaning it has where it was typed: relative to `base`."
+    from mlkit.sources import locate
+    return {k: (locate(v, base) if k in PATH_PARAMETERS and isinstance(v, str) and v else v) for k, v in params.items()}
+
+def load_params_file(path, # a YAML (or JSON) file of parameters
+                    ) -> dict: # name -> value, relative paths made absolute against the file's own folder
+    "Read a parameters file; a relative path in it is relative to the file's folder, so the file travels with its data."
     import yaml
-    p = Path(path)
-    if not p.exists(): raise ParameterError(f"No parameters file at {str(p)!r}.")
-    try: d = yaml.safe_load(p.read_text()) or {}
+    p = Path(path).expanduser()
+    if not p.exists(): raise ParameterError(f"No parameters file at {str(p)!r}. Check the --params path (relative to {Path.cwd()}).")
+    if p.is_dir(): raise ParameterError(f"{str(p)!r} is a folder; --params takes a YAML file (name: value per line).")
+    try: d = yaml.safe_load(p.read_text(encoding="utf-8-sig")) or {}
+    except UnicodeDecodeError: raise ParameterError(f"{str(p)!r} is not UTF-8 text: save the parameters file as UTF-8.") from None
     except yaml.YAMLError as e: raise ParameterError(f"{str(p)!r} is not valid YAML: {e}") from None
     if not isinstance(d, dict):
         raise ParameterError(f"{str(p)!r} must hold a mapping of parameter names to values (`target: species`).")
-    return d
+    return resolve_paths(d, p.absolute().parent)
 
 # %% ../notebooks/40_runner.ipynb #ed8f9c0e
 def _defaults() -> dict:
@@ -123,7 +136,8 @@ def _defaults() -> dict:
 
 def check_params(given:dict, # parameters from the file and `-p`, name → value
                  check_data:bool=True, # also check the problem against the data
-                ) -> dict: # every chain parameter, defaults filled in
+                 base=None, # the folder relative paths in `given` are relative to (default: the current folder)
+                ) -> dict: # every chain parameter, defaults filled in, paths absolute
     "Refuse unknown names, wrong types and a problem the data cannot support; return the full parameters."
     specs = chain_parameters()
     unknown = [n for n in given if n not in specs]
@@ -132,27 +146,58 @@ def check_params(given:dict, # parameters from the file and `-p`, name → value
         close = difflib.get_close_matches(n, list(specs), n=1)
         raise ParameterError(f"Unknown parameter {n!r}{' (did you mean ' + repr(close[0]) + '?)' if close else ''}. "
                              f"The chain's parameters are: {', '.join(sorted(specs))}. `mlkit params` describes them.")
-    params = {**_defaults(), **{n: _check_type(n, v, specs[n]["type"]) for n, v in given.items()}}
+    params = {**_defaults(), **resolve_paths({n: _check_type(n, v, specs[n]["type"]) for n, v in given.items()}, base)}
     if check_data: check_problem(params)
     return params
 
-def check_problem(params:dict):
+def data_source(params:dict):
+    "The `Source` the data parameters name."
+    from mlkit.sources import as_source
+    return as_source(params["data"], sheet=params.get("sheet"), query=params.get("query"), table=params.get("table"),
+                     csv_options=params.get("csv_options"))
+
+def check_problem(params:dict, # every chain parameter, defaults filled in
+                  kept=None, # the run folder's `data/raw`, where rows read from a database may already be
+                 ) -> dict: # what was read: the source (no password), `sha256`, `rows`, and `frame` for a database
     "Check the problem parameters against the data before any kernel starts."
-    from mlkit.data import load_data, peek_columns
-    from mlkit.params import check_target, check_metric
-    cols = peek_columns(params["data"])
-    target = params["target"]
+    from mlkit.sources import read_source, fingerprint, SNAPSHOT, SNAPSHOT_INFO, Source
+    from mlkit.params import check_target, check_metric, Problem
+    source = data_source(params)
+    frame = None
+    if source.kind == "sql":  # read whole, once: the rows are kept in the run folder if the checks pass
+        info = Path(kept)/SNAPSHOT_INFO if kept else None
+        if info and info.exists() and Source.from_dict(json.loads(info.read_text())) == source:
+            import pandas as pd
+            frame = pd.read_parquet(Path(kept)/SNAPSHOT)
+        else: frame = read_source(source)[0]
+        read = lambda columns=None, nrows=None: frame if columns is None else frame[columns]
+        cols = list(frame.columns)
+    else:
+        read = lambda columns=None, nrows=None: read_source(source, columns=columns, nrows=nrows)[0]
+        cols = list(read(nrows=5).columns)
+    target, what = params["target"], str(source)
     if target not in cols:
-        raise DataError(f"The target column {target!r} is not in {params['data']!r}. The columns are: "
-                        f"{', '.join(map(str, cols))}. Set the 'target' parameter (`-p target NAME`).")
+        close = difflib.get_close_matches(str(target), cols, n=1)
+        raise DataError(f"The target column {target!r} is not in {what}. The columns are: {', '.join(map(str, cols))}."
+                        f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} Set the 'target' parameter (`-p target NAME`)"
+                        + ("; if the columns look run together, the delimiter was not detected: set csv_options (e.g. {sep: ';'})." if len(cols) == 1 else "."))
     for n, v in params.items():
         if n.endswith("_column") and v and v not in cols:
-            raise DataError(f"The {n!r} parameter names {v!r}, which is not a column of {params['data']!r}. "
+            raise DataError(f"The {n!r} parameter names {v!r}, which is not a column of {what}. "
                             f"The columns are: {', '.join(map(str, cols))}.")
-    y = load_data(params["data"], columns=[target])
+    extra = [params[n] for n in ("group_column", "time_column") if params.get(n)]
+    y = read(columns=[target] + [c for c in extra if c != target])
     task = check_target(y, target, params.get("task", "auto"))
-    check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
+    metric, threshold = check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
     check_settings(params, cols)
+    if "test_size" in params:  # the split the data allows: enough rows, classes large enough to stratify
+        from mlkit.split import make_splits
+        problem = Problem(data=what, target=target, task=task, metric=metric, success_threshold=threshold,
+                          seed=int(params.get("seed", 42)))
+        make_splits(y, problem, test_size=params["test_size"], validation_size=params.get("validation_size", 0.2),
+                    group_column=params.get("group_column") or None, time_column=params.get("time_column") or None,
+                    rare_classes=params.get("rare_classes", "refuse"), cv_folds=params.get("cv_folds"))
+    return {**fingerprint(source, frame), "rows": len(y), **({"frame": frame} if frame is not None else {})}
 
 # %% ../notebooks/40_runner.ipynb #79990a21
 def check_settings(params:dict, # every chain parameter, defaults filled in
@@ -160,12 +205,15 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
                   ):
     "Check the stages' settings (choices, sizes, column names) before any kernel starts."
     from mlkit.core import check_one_of
-    from mlkit.data import OUTLIER_ACTIONS, DUPLICATE_ACTIONS, load_data
+    from mlkit.data import OUTLIER_ACTIONS, DUPLICATE_ACTIONS
+    from mlkit.sources import as_source, read_source, is_url
+    from mlkit.split import RARE_CLASSES
     from mlkit.models import candidate_names
     from mlkit.tune import SEARCHES
     from mlkit.split import check_sizes
     if "outliers" in params: check_one_of("outliers", params["outliers"], OUTLIER_ACTIONS)
     if "duplicates" in params: check_one_of("duplicates", params["duplicates"], DUPLICATE_ACTIONS)
+    if "rare_classes" in params: check_one_of("rare_classes", params["rare_classes"], RARE_CLASSES)
     if "search" in params: check_one_of("search", params["search"], SEARCHES)
     if "candidates" in params: candidate_names(params["candidates"])
     if "test_size" in params: check_sizes(params["test_size"], params.get("validation_size", 0.2))
@@ -179,10 +227,10 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
     if params.get("drop_columns") and params["target"] in [c.strip() for c in params["drop_columns"].split(",")]:
         raise ParameterError(f"The 'drop_columns' parameter names the target {params['target']!r}; the target is never a feature anyway.")
     source = params.get("monitor_data")
-    if source and "://" not in str(source):  # a missing or unreadable file is refused now
+    if source and not is_url(source):  # a missing or unreadable file is refused now
         if Path(source).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
             if not Path(source).exists(): raise DataError(f"The 'monitor_data' prediction log {source!r} does not exist.")
-        else: load_data(source, nrows=5)
+        else: read_source(as_source(source), nrows=5)
 
 # %% ../notebooks/40_runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"
@@ -263,6 +311,12 @@ def _quote(p) -> str:
     return shlex.quote(p)
 
 # %% ../notebooks/40_runner.ipynb #bcc7cc91
+def _command_line() -> str|None:
+    "The `mlkit` command line this process runs, with any password in a URL hidden."
+    from mlkit.sources import is_url, safe_url
+    if not sys.argv or "mlkit" not in Path(sys.argv[0]).name: return None
+    return " ".join(shlex.quote(safe_url(a) if is_url(a) else a) for a in sys.argv)
+
 def new_run_dir(root="runs") -> Path:
     "A fresh run folder name under `root`, from the current time."
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -304,11 +358,16 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         known = chain_parameters()
         given = {**{k: v for k, v in previous.get("params", {}).items() if k in known and k != "run_dir"}, **given}
     given.pop("run_dir", None)
-    full = check_params(given)
+    full = check_params(given, check_data=False)
+    data = check_problem(full, kept=run.path/Path(LAYOUT["source"][0]).parent)
+    if "frame" in data:  # a database: its rows are kept in the run folder, and no kernel ever sees its password
+        from mlkit.sources import keep_rows
+        keep_rows(data.pop("frame"), data, run.file("source").parent)
+        full["data"] = data["location"]
     full["run_dir"] = str(run.path)
     record = {"status": "running", "run_dir": str(run.path), "started": dt.datetime.now().isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and "mlkit" in Path(sys.argv[0]).name else None,
-              "params": full, "versions": _versions(), "stages": [], "metrics": {}}
+              "command": _command_line(),
+              "params": full, "data": data, "versions": _versions(), "stages": [], "metrics": {}}
     if previous and start is not None:
         record["stages"] = [s for s in previous.get("stages", []) if s["name"] in names[:i0]]
     specs = template_parameters()

@@ -6,11 +6,11 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .core import DataError, ParameterError, StageError
+from .core import DataError, ParameterError, StageError, check_one_of
 
 # %% auto #0
-__all__ = ['SPLITS', 'SPLIT_NAMES', 'check_sizes', 'make_splits', 'check_splits', 'split_settings', 'load_split',
-           'cross_validator']
+__all__ = ['SPLITS', 'RARE_CLASSES', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
+           'split_settings', 'load_split', 'cross_validator']
 
 # %% ../notebooks/11_split.ipynb #c6b44b59
 SPLITS = ("train", "validation", "test")
@@ -35,23 +35,58 @@ def _check_column(df, name, what):
                         f"be placed in a split. Fill or drop those rows in 02_prepare.")
 
 # %% ../notebooks/11_split.ipynb #bfe97d80
-def _stratified(y, test_size, validation_size, seed):
+RARE_CLASSES = ("refuse", "drop")
+
+def _too_small(counts, what, folds=None) -> str:
+    "Why the classes in `counts` (class -> rows) cannot be split, and the ways out."
+    listed = ", ".join(f"{c!r} ({n} rows{'' if what == 'rows' else ' in the training split'})" for c, n in counts.items())
+    need = "one for each split" if what == "rows" else f"at least {folds} in the training split, one per cross-validation fold"
+    return (f"Cannot stratify: the class(es) {listed} are too small ({need}). Collect more rows of them, merge them "
+            f"into a related class{', lower cv_folds' if what != 'rows' else ''}, or set rare_classes='drop' "
+            "(`-p rare_classes drop`) to leave their rows out, logged in the split checks.")
+
+def _stratified_positions(y, test_size, validation_size, seed):
     from sklearn.model_selection import train_test_split
+    rest, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
+    train, val = train_test_split(rest, test_size=validation_size/(1 - test_size), stratify=y.iloc[rest], random_state=seed)
+    return train, val, test
+
+def _stratified(y, test_size, validation_size, seed, folds=None):
     counts = y.value_counts()
     small = counts[counts < 3]
-    if len(small):
-        raise DataError(f"Cannot stratify: the class(es) {', '.join(f'{c!r} ({n} rows)' for c, n in small.items())} have "
-                        "fewer than 3 rows, one for each split. Collect more rows of them, merge them into a related "
-                        "class, or drop them in 02_prepare.")
+    if len(small): raise DataError(_too_small(small, "rows"))
     n, k = len(y), len(counts)
     for name, frac in [("test_size", test_size), ("validation_size", validation_size)]:
         if int(np.floor(frac*n)) < k:
             raise DataError(f"{name}={frac:g} gives {int(np.floor(frac*n))} of {n} rows, fewer than the {k} classes, so "
                             f"not every class can appear. Raise {name} to at least {np.ceil(k/n*100)/100:g}.")
-    pos = np.arange(n)
-    rest, test = train_test_split(pos, test_size=test_size, stratify=y, random_state=seed)
-    train, val = train_test_split(rest, test_size=validation_size/(1 - test_size), stratify=y.iloc[rest], random_state=seed)
+    train, val, test = _stratified_positions(y, test_size, validation_size, seed)
+    if folds:
+        in_train = y.iloc[train].value_counts()
+        short = in_train[in_train < folds]
+        if len(short): raise DataError(_too_small(short, "train", folds))
     return train, val, test
+
+def find_rare_classes(y:pd.Series, # the target (missing values already left out)
+                      test_size:float=0.2, # as for `make_splits`
+                      validation_size:float=0.2, # as for `make_splits`
+                      folds:int|None=None, # cross-validation folds the training split must feed (None: no check)
+                      seed:int=42, # the split's seed
+                     ) -> dict: # class -> rows, for every class too small to split (and cross-validate)
+    "The classes a stratified split refuses: fewer than 3 rows, or fewer than `folds` rows in the training split."
+    y, out = y.reset_index(drop=True), {}
+    while True:
+        keep = y[~y.isin(list(out))].reset_index(drop=True)
+        counts = keep.value_counts()
+        small = counts[counts < 3]
+        if len(small): out.update({c: int(n) for c, n in small.items()}); continue
+        if keep.nunique() < 2 or not folds: return out
+        try: train = _stratified_positions(keep, test_size, validation_size, seed)[0]
+        except ValueError: return out  # too few rows for the sizes: `make_splits` says so
+        in_train = keep.iloc[train].value_counts()
+        short = in_train[in_train < folds]
+        if not len(short): return out
+        out.update({c: int(counts[c]) for c in short.index})
 
 def _shuffled(n, test_size, validation_size, seed):
     from sklearn.model_selection import train_test_split
@@ -101,17 +136,31 @@ def make_splits(df:pd.DataFrame, # the clean data, target included
                 validation_size:float=0.2, # share of rows for evaluation and tuning
                 group_column:str|None=None, # keep each value of this column in one split (e.g. a patient ID)
                 time_column:str|None=None, # split in time order on this column: train < validation < test
-               ) -> pd.DataFrame: # columns `row` (position in `df`) and `split`
+                rare_classes:str="refuse", # classes too small to stratify: 'refuse', or 'drop' their rows (listed in `attrs`)
+                cv_folds:int|None=None, # the folds the training split must feed every class into (None: no check)
+               ) -> pd.DataFrame: # columns `row` (position in `df`) and `split`; `attrs['rare_classes']`: class -> rows left out
     "Assign every row with a target to train, validation or test."
     check_sizes(test_size, validation_size)
+    check_one_of("rare_classes", rare_classes, RARE_CLASSES)
     group_column, time_column = group_column or None, time_column or None
     if group_column and time_column:
         raise ParameterError("Give either 'group_column' or 'time_column', not both: a split can keep groups apart "
                              "or follow time, and mlkit does one at a time.")
     y = df[problem.target]
-    keep = np.flatnonzero(y.notna().to_numpy())
+    present = y.notna()
+    dropped = {}
+    if problem.task == "classification" and not group_column and not time_column and rare_classes == "drop":
+        dropped = find_rare_classes(y[present], test_size, validation_size, cv_folds, problem.seed)
+        if y[present & ~y.isin(list(dropped))].nunique() < 2:
+            raise DataError(f"Leaving out the rare classes ({', '.join(f'{c!r}: {n} rows' for c, n in dropped.items())}) "
+                            "leaves fewer than two classes: there is nothing to classify. Collect more rows.")
+        present &= ~y.isin(list(dropped))
+    keep = np.flatnonzero(present.to_numpy())
     sub = df.iloc[keep]
-    if len(sub) < 10: raise DataError(f"Only {len(sub)} rows have a target: too few to split into train, validation and test.")
+    if len(sub) < 10:
+        raise DataError(f"Only {len(sub)} rows have a target: too few to split into train, validation and test (mlkit "
+                        "needs at least 10, and many more to judge a model). Collect more rows, or check that the "
+                        "target column is filled in.")
     if group_column:
         _check_column(sub, group_column, "group_column")
         tr, va, te = _grouped(sub[group_column].reset_index(drop=True), test_size, validation_size, problem.seed)
@@ -119,12 +168,14 @@ def make_splits(df:pd.DataFrame, # the clean data, target included
         _check_column(sub, time_column, "time_column")
         tr, va, te = _timed(sub[time_column], test_size, validation_size)
     elif problem.task == "classification":
-        tr, va, te = _stratified(sub[problem.target].reset_index(drop=True), test_size, validation_size, problem.seed)
+        tr, va, te = _stratified(sub[problem.target].reset_index(drop=True), test_size, validation_size, problem.seed, cv_folds)
     else:
         tr, va, te = _shuffled(len(sub), test_size, validation_size, problem.seed)
     if not time_column: tr, va, te = np.sort(tr), np.sort(va), np.sort(te)
-    return pd.DataFrame({"row": np.concatenate([keep[tr], keep[va], keep[te]]).astype("int64"),
-                         "split": np.repeat(SPLITS, [len(tr), len(va), len(te)])})
+    out = pd.DataFrame({"row": np.concatenate([keep[tr], keep[va], keep[te]]).astype("int64"),
+                        "split": np.repeat(SPLITS, [len(tr), len(va), len(te)])})
+    out.attrs["rare_classes"] = {str(c): int(n) for c, n in dropped.items()}
+    return out
 
 # %% ../notebooks/11_split.ipynb #2596495c
 def _suspects(X, y, task, limit=0.995):
@@ -151,11 +202,13 @@ def check_splits(df:pd.DataFrame, # the clean data
     "The leakage and balance checks of a split, as a JSON-ready dict with `ok` and `warnings`."
     t = problem.target
     part = {k: df.iloc[splits.row[splits.split == k].to_numpy()] for k in SPLITS}
-    warnings = []
+    warnings = [f"class {c!r} left out ({n} rows): too small to split and cross-validate (rare_classes='drop')"
+                for c, n in splits.attrs.get("rare_classes", {}).items()]
     overlap = int(splits.row.duplicated().sum())
     checks = {"settings": settings or {}, "ok": overlap == 0,
               "sizes": {k: len(v) for k, v in part.items()},
-              "rows_without_target": int(len(df) - len(splits)),
+              "rows_without_target": int(df[t].isna().sum()),
+              "rare_classes_left_out": dict(splits.attrs.get("rare_classes", {})),
               "rows_in_two_splits": overlap}
     if problem.task == "classification":
         checks["class_balance"] = {k: v[t].value_counts(normalize=True).round(4).to_dict() for k, v in part.items()}
