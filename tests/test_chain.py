@@ -87,26 +87,34 @@ def test_regression_on_the_same_data(tmp_path):
 
 
 def test_own_csv_with_string_category_and_missing_values(tmp_path):
+    """A user's own CSV as a German spreadsheet exports it (semicolons, decimal commas, Windows-1252), named by a
+    relative path from the folder that holds it: the whole chain, and run.json says what was read."""
     rng = np.random.default_rng(0)
     n = 400
-    colour = rng.choice(["red", "green", "blue"], n)
+    colour = rng.choice(["rot", "grün", "blau"], n)
     size = rng.normal(10, 3, n)
-    label = np.where(size + (colour == "red") * 4 + rng.normal(0, 1, n) > 12, "big", "small")
-    df = pd.DataFrame({"colour": colour, "size": size, "weight": size * 2 + rng.normal(0, 1, n), "label": label})
-    df.loc[rng.choice(n, 40, replace=False), "size"] = np.nan
-    df.loc[rng.choice(n, 30, replace=False), "colour"] = None
-    df.to_csv(tmp_path / "mine.csv", index=False)
+    label = np.where(size + (colour == "rot") * 4 + rng.normal(0, 1, n) > 12, "groß", "klein")
+    df = pd.DataFrame({"Farbe": colour, "Größe": size, "Gewicht": size * 2 + rng.normal(0, 1, n), "label": label})
+    df.loc[rng.choice(n, 40, replace=False), "Größe"] = np.nan
+    df.loc[rng.choice(n, 30, replace=False), "Farbe"] = None
+    df.to_csv(tmp_path / "mine.csv", index=False, sep=";", decimal=",", encoding="cp1252")
     raw_bytes = (tmp_path / "mine.csv").read_bytes()
-    params = tmp_path / "params.yaml"
-    params.write_text(f"data: {tmp_path / 'mine.csv'}\ntarget: label\nsuccess_threshold: 0.6\n")
+    r = mlkit("run", "-p", "data", "mine.csv", "-p", "target", "label", "-p", "success_threshold", "0.6",
+              "--out", "mine", cwd=tmp_path)
     out = tmp_path / "mine"
-    r = mlkit("run", "--params", str(params), "--out", str(out), cwd=tmp_path)
     rec = check_succeeded(r, out)
     assert rec["params"]["success_threshold"] == 0.6
     assert rec["metrics"]["test"]["accuracy"] > 0.7
     assert (tmp_path / "mine.csv").read_bytes() == raw_bytes  # the raw data is never changed
+    # run.json holds the absolute path and the content hash, so the run can be reproduced and its folder moved
+    import hashlib
+    assert rec["data"]["location"] == rec["params"]["data"] == str(tmp_path / "mine.csv")
+    assert rec["data"]["sha256"] == hashlib.sha256(raw_bytes).hexdigest() and rec["data"]["rows"] == n
+    log = json.loads((out / "reports" / "cleaning_log.json").read_text())
+    read = " | ".join(e["detail"] for e in log if e["step"] == "read CSV")
+    assert "cp1252" in read and "semicolon" in read and "decimal comma" in read
     plan = pd.read_csv(out / "reports" / "feature_plan.csv")
-    assert set(plan.loc[plan.column.isin(["colour", "size", "weight"]), "role"]) == {"numeric", "categorical"}
+    assert plan.set_index("column").loc[["Farbe", "Größe", "Gewicht"], "role"].tolist() == ["categorical", "numeric", "numeric"]
 
 
 def test_failed_stage_is_reported_and_resumable(tmp_path):

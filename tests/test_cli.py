@@ -1,4 +1,4 @@
-"""The `mlkit` command: help, version, parameters, and bad input refused before any kernel starts."""
+"""The `mlkit` command: help, version, parameters, templates and the installed wheel (bad input: test_bad_input.py)."""
 import json, os, subprocess, sys, zipfile
 from pathlib import Path
 
@@ -38,61 +38,6 @@ def test_templates_are_copied_for_jupyterlab(tmp_path):
     assert names[0] == "01_define.ipynb" and "09_test.ipynb" in names
     r = invoke("templates", str(tmp_path / "nb"))  # a second copy keeps the user's edits
     assert "kept" in r.output
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    from palmerpenguins import load_penguins
-    df = load_penguins()
-    df.to_csv(tmp_path / "penguins.csv", index=False)
-    df.assign(one="x").to_csv(tmp_path / "one_class.csv", index=False)
-    (tmp_path / "empty.csv").write_text("")
-    (tmp_path / "header_only.csv").write_text("a,b\n")
-    (tmp_path / "broken.parquet").write_text("this is not parquet")
-    (tmp_path / "data.xlsx").write_text("not supported")
-    return tmp_path
-
-
-BAD = [
-    # (parameters, what the message must say)
-    (["-p", "target", "mass"], "The columns are: species, island"),
-    (["-p", "data", "{d}/missing.csv"], "No data file at"),
-    (["-p", "data", "{d}/empty.csv"], "is empty"),
-    (["-p", "data", "{d}/header_only.csv"], "has 0 rows"),
-    (["-p", "data", "{d}/broken.parquet"], "Could not read"),
-    (["-p", "data", "{d}/data.xlsx"], "is not supported"),
-    (["-p", "task", "clasify"], "Did you mean 'classification'"),
-    (["-p", "metric", "precision"], "must be one of 'auto', 'accuracy'"),
-    (["-p", "metric", "rmse"], "for classification"),
-    (["-p", "data", "{d}/one_class.csv", "-p", "target", "one"], "single class"),
-    (["-p", "task", "regression"], "is not numeric"),
-    (["-p", "targt", "species"], "Unknown parameter 'targt' (did you mean 'target'?)"),
-    (["-p", "seed", "many"], "must be of type int"),
-    (["-p", "outliers", "cut"], "must be one of 'flag', 'clip', 'drop', 'none'"),
-    (["-p", "search", "grd"], "Did you mean 'grid'"),
-    (["-p", "drop_columns", "beak"], "names 'beak'"),
-    (["--from", "nowhere"], "There is no stage 'nowhere'"),
-    (["--from", "05", "--to", "02"], "comes before"),
-]
-
-
-@pytest.mark.parametrize("args,message", BAD, ids=[m for _, m in BAD])
-def test_bad_input_is_refused_before_any_kernel_starts(data_dir, tmp_path, args, message):
-    out = tmp_path / "run"
-    r = invoke("run", "--out", str(out), *[a.format(d=data_dir) for a in args])
-    assert r.exit_code == 2, r.output
-    assert message in r.output
-    assert "Traceback" not in r.output
-    assert not list(out.glob("*.ipynb")), "no stage may run when the parameters are bad"
-
-
-def test_bad_params_file(tmp_path):
-    f = tmp_path / "p.yaml"
-    f.write_text("- just\n- a list\n")
-    r = invoke("run", "--params", str(f))
-    assert r.exit_code == 2 and "must hold a mapping" in r.output
-    r = invoke("run", "--params", str(tmp_path / "none.yaml"))
-    assert r.exit_code == 2 and "No parameters file" in r.output
 
 
 def test_wheel_ships_the_templates(tmp_path):

@@ -188,7 +188,7 @@ def test_bad_inputs_get_clear_errors(clf_package, clf_reference, tmp_path):
     with pytest.raises(DataError, match="No data file at"):
         run_monitor(clf_package, tmp_path / "missing.csv", out_dir=None)
     (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04 not really a spreadsheet")
-    with pytest.raises(DataError, match="file type '.xlsx' is not supported"):
+    with pytest.raises(DataError, match="is not an Excel workbook"):
         run_monitor(clf_package, tmp_path / "data.xlsx", out_dir=None)
     (tmp_path / "broken.parquet").write_text("these are not parquet bytes")
     with pytest.raises(DataError, match="Could not read .* as PARQUET"):
