@@ -413,10 +413,11 @@ def _infinite_to_missing(df, log):
     for c in df.columns[[t.kind == "f" for t in df.dtypes]]:
         inf = np.isinf(df[c])
         if inf.any():
-            up = int((df[c][inf] > 0).sum())
+            up = int((df[c][inf] > 0).sum()); down = int(inf.sum()) - up
             df.loc[inf, c] = np.nan
-            _log(log, "infinite to missing", c, inf.sum(), f"{up} +inf and {int(inf.sum()) - up} -inf (e.g. from a division by zero) "
-                 "set missing; imputed in the pipeline like any missing value")
+            signs = " and ".join(f"{n} {sign}inf" for n, sign in [(up, "+"), (down, "-")] if n)
+            _log(log, "infinite to missing", c, inf.sum(), f"{signs} (e.g. from a division by zero) set missing; "
+                 "imputed in the pipeline like any missing value")
     return df
 
 # %% ../notebooks/04_data.ipynb #7ee9ca88
