@@ -11,7 +11,7 @@ from .core import DataError, ParameterError, check_one_of
 
 # %% auto #0
 __all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'READERS', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE',
-           'MIN_PARSED', 'CURRENCIES', 'SAMPLE', 'default_context', 'load_data', 'peek_columns', 'infer_conversion',
+           'MIN_PARSED', 'CURRENCIES', 'default_context', 'load_data', 'peek_columns', 'infer_conversion',
            'convert_column', 'apply_conversions', 'convert_value', 'conversion_example', 'describe_conversion',
            'clean_data']
 
@@ -143,7 +143,7 @@ CURRENCIES = "$€£¥₹"
 _NUMBER = re.compile(rf"(?P<s1>[-+]?)\s*(?P<pre>[{CURRENCIES}]?)\s*(?P<s2>[-+]?)(?P<body>\d(?:[\d.,' ]*\d)?)\s*(?P<post>[{CURRENCIES}%]?)")
 _LEADING_ZERO = re.compile(r"[-+]?\s*\D?\s*0\d")
 _DIGIT = re.compile(r"\d")
-SAMPLE = 5000  # columns with more distinct values are first tried on the commonest this many
+_SAMPLE = 5000  # columns with more distinct values are first tried on the commonest this many
 _SEPARATOR_NAMES = {",": "commas", ".": "dots", " ": "spaces", "'": "apostrophes"}
 
 def _text(values) -> pd.Series:
@@ -283,7 +283,7 @@ def _infer(s) -> tuple: # (spec or None, note)
     t, counts = pd.Series(counts.index, dtype=object), counts.to_numpy()
     if _share(counts, [_DIGIT.search(v) is not None for v in t]) < MIN_PARSED: return None, None  # words: no need to look closer
     ways = [_infer_dates, _infer_numbers]
-    for n in ([SAMPLE, len(t)] if len(t) > SAMPLE else [len(t)]):  # the commonest values first: most text is neither
+    for n in ([_SAMPLE, len(t)] if len(t) > _SAMPLE else [len(t)]):  # the commonest values first: most text is neither
         for way in ways:
             spec, note = way(t[:n], counts[:n])
             if spec or note: ways = [way]; break
