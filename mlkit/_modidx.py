@@ -233,6 +233,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.schema.Schema._check_column': ('schema.html#schema._check_column', 'mlkit/schema.py'),
                               'mlkit.schema.Schema._restore_dtypes': ('schema.html#schema._restore_dtypes', 'mlkit/schema.py'),
                               'mlkit.schema.Schema.check_values': ('schema.html#schema.check_values', 'mlkit/schema.py'),
+                              'mlkit.schema.Schema.conversions': ('schema.html#schema.conversions', 'mlkit/schema.py'),
                               'mlkit.schema.Schema.from_dict': ('schema.html#schema.from_dict', 'mlkit/schema.py'),
                               'mlkit.schema.Schema.names': ('schema.html#schema.names', 'mlkit/schema.py'),
                               'mlkit.schema.Schema.record_type': ('schema.html#schema.record_type', 'mlkit/schema.py'),
