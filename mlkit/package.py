@@ -81,6 +81,7 @@ def typical_record(X, # the training features (a DataFrame)
 # %% ../notebooks/20_package.ipynb #0d7d89d7
 def _package_section(meta:dict) -> str:
     "The model card's section on the package: version, inputs, limits and how to use it."
+    from mlkit.data import conversion_example
     s = meta["schema"]["columns"]
     rows = []
     for c in s:
@@ -88,6 +89,7 @@ def _package_section(meta:dict) -> str:
         if c["kind"] == "number" and c["min"] is not None: what += f", {c['min']:.6g} to {c['max']:.6g}"
         if c["categories"] is not None and c["kind"] == "text":
             what += f", {len(c['categories'])} categories" + ("; others scored with a warning" if c["unseen"] == "flag" else "; others refused")
+        if c.get("conversion"): what += f"; text written like `{conversion_example(c['conversion'])}` is read too"
         rows.append(f"| `{c['name']}` | {what} | {'yes' if c['nullable'] else 'no'} |")
     verdict = meta["metrics"].get("test_verdict") or {}
     test_line = (f"Test {verdict['metric']} = {verdict['score']:.4g} against a threshold of {verdict['threshold']:.4g}: "
@@ -115,6 +117,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
                   out_dir, # the package folder to write (replaced if it exists)
                   model_card:str|None=None, # the model card's text (markdown); a package section is appended
                   max_reference_rows:int=MAX_REFERENCE_ROWS, # sample the reference data down to this many rows
+                  conversions:dict|None=None, # column -> how its raw text was read in cleaning (`clean_data`'s third result); replayed on raw input
                  ) -> Path: # the package folder
     "Write a model package: pipeline (skops), metadata with the input schema, model card and reference data."
     import pandas as pd
@@ -133,7 +136,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
                         f"({', '.join(map(str, fitted_cols))}): give the features the pipeline was trained with.")
     X_train = X_train.reset_index(drop=True)
     y_train = pd.Series(y_train, name=problem.target).reset_index(drop=True)
-    schema = infer_schema(X_train, pipeline)
+    schema = infer_schema(X_train, pipeline, conversions=conversions)
     classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_] if problem.task == "classification" else None
     out_dir = Path(out_dir).expanduser().absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +304,8 @@ def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
     metrics = {"validation": run.load_json("validation").get("metrics", {}), "test": test.get("metrics", {}),
                "test_verdict": {k: test.get(k) for k in ("metric", "score", "threshold", "passed")}}
     card = run.require("model_card").read_text() if run.exists("model_card") else None
-    return build_package(pipeline, X, y, problem, metrics, out_dir or run.file("package"), card)
+    conversions = run.load_json("conversions") if run.exists("conversions") else None  # raw text read as numbers or dates in 02
+    return build_package(pipeline, X, y, problem, metrics, out_dir or run.file("package"), card, conversions=conversions)
 
 # %% ../notebooks/20_package.ipynb #b075c2e1
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

@@ -19,6 +19,7 @@ LAYOUT = {
     "source":         ("data/raw/source.json",          "01_define"),  # where those rows came from
     "clean":          ("data/processed/clean.parquet",  "02_prepare"),
     "cleaning_log":   ("reports/cleaning_log.json",     "02_prepare"),
+    "conversions":    ("reports/conversions.json",      "02_prepare"),
     "profile":        ("reports/profile.html",          "02_prepare"),
     "preprocessor":   ("models/preprocessor.skops",     "03_features"),
     "feature_plan":   ("reports/feature_plan.csv",      "03_features"),

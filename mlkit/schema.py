@@ -27,6 +27,7 @@ class Column:
     max: float|None = None # largest value in training (numbers)
     categories: list|None = None # values seen in training (text, booleans); None when there were too many
     unseen: str|None = None # 'flag' or 'refuse': what happens to a category not in `categories`
+    conversion: dict|None = None # how text is read into it, as cleaning did (`mlkit.data.convert_column`); None when it was not text
 
     def describe(self) -> str:
         "A one-line description for people: kind, range or categories, nullability."
@@ -35,6 +36,9 @@ class Column:
         if self.categories is not None and self.kind == "text":
             s += f", one of {', '.join(map(repr, self.categories[:12]))}" + (" …" if len(self.categories) > 12 else "")
             if self.unseen == "flag": s += " (others are scored with a warning)"
+        if self.conversion:
+            from mlkit.data import conversion_example
+            s += f", or text written like {conversion_example(self.conversion)!r}"
         s += ", may be null" if self.nullable else ", required (not null)"
         return s
 
@@ -115,7 +119,9 @@ def _record_type(columns:list):
     from typing import Literal, Optional, Annotated
     from typing_extensions import TypedDict
     import datetime as dt
-    from pydantic import ConfigDict, Field
+    from functools import partial
+    from pydantic import BeforeValidator, ConfigDict, Field
+    from mlkit.data import convert_value
     fields = {}
     for c in columns:
         if c.kind == "number": t = float
@@ -124,6 +130,7 @@ def _record_type(columns:list):
         elif c.unseen == "refuse" and c.categories: t = Literal[tuple(c.categories)]
         else: t = str
         if c.nullable: t = Optional[t]
+        if c.conversion: t = Annotated[t, BeforeValidator(partial(convert_value, spec=c.conversion))]  # '45%' -> 0.45
         fields[c.name] = Annotated[t, Field(description=c.describe())]
     rec = TypedDict("Record", fields)
     rec.__pydantic_config__ = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -149,6 +156,8 @@ _MESSAGES = {
     "model_type": "must be a JSON object with a 'records' list",
 }
 
+_TYPE_ERRORS = ("float_type", "float_parsing", "datetime_type", "datetime_parsing", "datetime_from_date_parsing")
+
 def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors()` or FastAPI's)
                    schema:Schema|None=None, # the schema, for the known values and column names in messages
                    prefix:tuple=(), # leading `loc` parts to drop, e.g. ('body',) for FastAPI
@@ -172,6 +181,9 @@ def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors(
         elif kind in ("float_type", "string_type", "bool_type", "datetime_type", "literal_error") and col is not None \
                 and not col.nullable and e.get("input", 0) is None:
             msg = "must not be null: the model cannot score a record without it"
+        elif kind in _TYPE_ERRORS and col is not None and col.conversion:
+            from mlkit.data import conversion_example
+            msg += f", or text written like {conversion_example(col.conversion)!r}"
         elif kind == "missing" and col is not None and col.nullable:
             msg += " (send null when the value is unknown)"
         elif kind == "extra_forbidden" and rec is None:
@@ -202,6 +214,8 @@ class Schema:
 
     @property
     def names(self) -> list: return [c.name for c in self.columns]
+    @property
+    def conversions(self) -> dict: return {c.name: c.conversion for c in self.columns if c.conversion}
     def __contains__(self, name): return name in self._by_name
     def __getitem__(self, name) -> Column: return self._by_name[name]
     def __len__(self): return len(self.columns)
@@ -214,7 +228,9 @@ class Schema:
     def to_frame(self):
         "The schema as a table, one row per column, for people to read."
         import pandas as pd
-        return pd.DataFrame([{**asdict(c), "categories": None if c.categories is None else ", ".join(map(str, c.categories))}
+        from mlkit.data import describe_conversion
+        return pd.DataFrame([{**asdict(c), "categories": None if c.categories is None else ", ".join(map(str, c.categories)),
+                              "conversion": None if c.conversion is None else describe_conversion(c.conversion)}
                              for c in self.columns]).set_index("name")
 
     def record_type(self):
@@ -305,6 +321,9 @@ class Schema:
                               f"(the model's inputs are: {', '.join(self.names)}).")
         if len(df) == 0: raise DataError("The input has no rows to score.")
         X = df[self.names].reset_index(drop=True).copy()
+        if self.conversions:  # text written as in the raw training data ('45%', '1.234,5'): read as cleaning did
+            from mlkit.data import apply_conversions
+            X = apply_conversions(X, self.conversions, unreadable="keep")
         for c in self.columns: X[c.name] = self._check_column(c, X[c.name])
         X = self._restore_dtypes(X)
         return X, self.check_values(X)
@@ -354,6 +373,7 @@ class Schema:
 def infer_schema(X, # the training features, as the pipeline was fitted on them
                  pipeline=None, # the fitted pipeline; when given, it is asked about missing values and unseen categories
                  max_categories:int=500, # list at most this many categories per text column
+                 conversions:dict|None=None, # column -> how its raw text was read in cleaning (`clean_data`'s conversions)
                 ) -> Schema:
     "The input schema of a model trained on `X`."
     import pandas as pd
@@ -366,4 +386,6 @@ def infer_schema(X, # the training features, as the pipeline was fitted on them
         probe = (full if len(full) else X).iloc[[0]].reset_index(drop=True)
         if not _scores(pipeline, probe):
             raise DataError("The pipeline cannot score a row of its own training data; is it fitted on these columns?")
-    return Schema([infer_column(X[c], pipeline, probe, max_categories) for c in X.columns])
+    columns = [infer_column(X[c], pipeline, probe, max_categories) for c in X.columns]
+    for c in columns: c.conversion = (conversions or {}).get(c.name)
+    return Schema(columns)

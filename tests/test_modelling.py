@@ -70,7 +70,8 @@ def check_final_model(run):
     assert (tuning["search"], tuning["settings_tried"]) == (("grid", size) if size <= 10 else ("random", 10))
     plan = pd.read_csv(run.file("feature_plan")).set_index("column")
     assert plan.loc["visit_date", "role"] == "date"
-    assert plan.loc["visit_date", "reason"].startswith("date/time (stored as text): month, day of week created; "
+    # 02_prepare read the CSV's text dates as dates, so the plan meets a date column, not text
+    assert plan.loc["visit_date", "reason"].startswith("date/time: month, day of week created; "
                                                       "the raw timestamp and the year are left out")
     assert plan.loc["ward", "role"] == "categorical"
     # the tuned pipeline reads the date and feeds the model its cyclical parts, never the raw timestamp
