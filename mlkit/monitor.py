@@ -404,10 +404,11 @@ def refit_package(model_dir, # the current model package
                       metric=m.get("metric") or {"classification": "balanced_accuracy", "regression": "r2"}[pkg.task],
                       success_threshold=m.get("success_threshold"), context=m.get("context", ""), classes=pkg.classes, n_rows=len(df))
     model = clone(pkg.pipeline).fit(X, df[pkg.target])
-    path = build_package(model, X, df[pkg.target], problem, {"validation": {}, "test": {}}, out_dir)
+    keep = pkg.schema.conversions  # raw text is read as the current model reads it
+    path = build_package(model, X, df[pkg.target], problem, {"validation": {}, "test": {}}, out_dir, conversions=keep)
     if test is not None:
         metrics = {"validation": {}, "test": _scores(load_package(path), read_current(test))}
-        path = build_package(model, X, df[pkg.target], problem, metrics, out_dir)
+        path = build_package(model, X, df[pkg.target], problem, metrics, out_dir, conversions=keep)
     return path
 
 def compare_packages(current_dir, # the model package in production

@@ -224,6 +224,11 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
         if c not in columns:
             raise DataError(f"The 'drop_columns' parameter names {c!r}, which is not a column of {params['data']!r}. "
                             f"The columns are: {', '.join(map(str, columns))}.")
+    for c in [c.strip() for c in str(params.get("keep_text") or "").split(",") if c.strip()]:
+        if c not in columns:
+            close = difflib.get_close_matches(c, [str(x) for x in columns], n=1)
+            raise DataError(f"The 'keep_text' parameter names {c!r}, which is not a column of {params['data']!r}."
+                            f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} The columns are: {', '.join(map(str, columns))}.")
     if params.get("drop_columns") and params["target"] in [c.strip() for c in params["drop_columns"].split(",")]:
         raise ParameterError(f"The 'drop_columns' parameter names the target {params['target']!r}; the target is never a feature anyway.")
     source = params.get("monitor_data")

@@ -167,6 +167,7 @@ _DELIMITERS = ",;\t|"
 _COMMA_DECIMAL = re.compile(r"^[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
 _POINT_DECIMAL = re.compile(r"^[-+]?\d*\.\d+$")
 _GROUPED_POINTS = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+(,\d+)?$")
+_LEADING_ZERO = re.compile(r"^0\d+$")  # '007', '01234': an identifier or a code, read as text
 
 def _non_latin(text:str) -> bool:
     "Whether most letters outside ASCII in `text` belong to a script other than Latin."
@@ -235,12 +236,18 @@ def sniff_csv(path, # the CSV file
     detected.update(decimal=decimal, thousands=thousands)
     kwargs = {"sep": sep, "encoding": enc, "quotechar": quote, "decimal": decimal, "thousands": thousands}
     if "na_values" in opts: kwargs["na_values"] = opts["na_values"]
+    rows = list(csv.reader(text.splitlines()[:200], delimiter=sep, quotechar=quote))
+    zeros = [h.strip() for i, h in enumerate(rows[0] if rows else [])
+             if any(i < len(r) and _LEADING_ZERO.match(r[i].strip()) for r in rows[1:])]
+    if zeros: detected["leading_zeros"] = zeros
     return {**kwargs, "detected": detected, "overridden": sorted(opts)}
 
 # %% ../notebooks/06_sources.ipynb #b20249d3
-def _read_csv(source:Source, columns, nrows):
+def _read_csv(source:Source, columns, nrows, text_columns=()):
     args = sniff_csv(source.location, source.csv_options)
     detected, overridden = args.pop("detected"), args.pop("overridden")
+    text = [c for c in [*detected.get("leading_zeros", []), *text_columns] if columns is None or c in columns]
+    if text: args["dtype"] = {c: str for c in text}
     try: df = pd.read_csv(source.location, usecols=columns, nrows=nrows, **args)
     except UnicodeDecodeError:
         if "encoding" in source.csv_options: raise
@@ -249,12 +256,13 @@ def _read_csv(source:Source, columns, nrows):
         df = pd.read_csv(source.location, usecols=columns, nrows=nrows, encoding_errors="replace", **args)
     return df, {"detected": detected, "overridden": overridden}
 
-def _read_excel(source:Source, columns, nrows):
+def _read_excel(source:Source, columns, nrows, text_columns=()):
     import zipfile
     if not zipfile.is_zipfile(source.location):
         raise DataError(f"{source.location} is not an Excel workbook (.xlsx files are zip archives; this one is not): "
                         "it may be damaged, or another format renamed. Open it in a spreadsheet program and save it as .xlsx or CSV.")
-    try: df = pd.read_excel(source.location, sheet_name=source.sheet, usecols=columns, nrows=nrows, engine="openpyxl")
+    dtype = {c: str for c in text_columns if columns is None or c in columns} or None
+    try: df = pd.read_excel(source.location, sheet_name=source.sheet, usecols=columns, nrows=nrows, engine="openpyxl", dtype=dtype)
     except (ValueError, IndexError) as e:
         if "not found" in str(e) or "out of range" in str(e) or isinstance(e, IndexError):
             sheets = sheet_names(source.location)
@@ -271,7 +279,7 @@ def sheet_names(path) -> list:
     try: return list(wb.sheetnames)
     finally: wb.close()
 
-def _read_sql(source:Source, columns, nrows):
+def _read_sql(source:Source, columns, nrows, text_columns=()):
     from sqlalchemy.engine import make_url
     if not source.url or make_url(source.url).password == "***":
         raise DataError(f"The database password of {source.location} is not available here (it is never stored). Keep "
@@ -315,9 +323,11 @@ _READERS = {"csv": _read_csv, "excel": _read_excel, "sql": _read_sql}
 def read_source(source, # a `Source`, or what `as_source` takes as `data`
                 columns:list|None=None, # read only these columns (all when None)
                 nrows:int|None=None, # read at most this many rows (all when None)
+                text_columns=(), # columns to read as text whatever they hold (a file's; e.g. 02_prepare's `keep_text`)
                ) -> tuple: # (the frame, how it was read: a dict)
     "Read a data set and say how it was read, or raise a `DataError` that says what was wrong."
     source = as_source(source)
+    if isinstance(text_columns, str): text_columns = [c.strip() for c in text_columns.split(",") if c.strip()]
     if source.kind == "builtin":
         df = BUILTIN_DATASETS[source.location]()
         if columns is not None: df = df[columns]
@@ -329,7 +339,7 @@ def read_source(source, # a `Source`, or what `as_source` takes as `data`
                             "complete and in that format.") from None
         df, info = (df.head(nrows) if nrows else df), {}
     else:
-        try: df, info = _READERS[source.kind](source, columns, nrows)
+        try: df, info = _READERS[source.kind](source, columns, nrows, list(text_columns))
         except DataError: raise
         except pd.errors.EmptyDataError:
             raise DataError(f"The data file {source} has no columns: it is empty or holds only blank lines.") from None
@@ -387,11 +397,12 @@ def _changed(source, was:str, now:str) -> DataError:
 def read_once(source, # a `Source`, or its `to_dict()` (as `problem.json` keeps it)
               folder, # where the rows read from a database are kept (the run folder's `data/raw`)
               expect:str|None=None, # the SHA-256 the data must still have (None: no check)
+              text_columns=(), # a file's columns to read as text whatever they hold (see `read_source`)
              ) -> tuple: # (the frame, how it was read: `read_source`'s account with `sha256`)
     "Read `source`; a database is read once into `folder` and re-read from there afterwards."
     source, folder = as_source(source), Path(folder)
     if source.kind != "sql":
-        df, info = read_source(source)
+        df, info = read_source(source, text_columns=text_columns)
         info = {**info, **fingerprint(source, df)}
         if expect and info["sha256"] != expect: raise _changed(source, expect, info["sha256"])
         return df, info
@@ -443,6 +454,8 @@ def describe_read(info:dict, # the account from `read_source` or `read_once`
         num = "decimal comma" if d["decimal"] == "," else "decimal point"
         if d.get("thousands"): num += f", thousands separator {d['thousands']!r}"
         rows.append({"step": "read CSV", "column": None, "rows": n, "detail": num + mark("decimal")})
+        for c in d.get("leading_zeros", []):
+            rows.append({"step": "read CSV", "column": c, "rows": n, "detail": "read as text: digits with a leading zero (e.g. a code or zip)"})
     if info.get("kind") == "excel":
         rows.append({"step": "read Excel", "column": None, "rows": n,
                      "detail": f"sheet {info.get('sheet')!r} (the workbook has {', '.join(map(repr, info.get('sheets', [])))})"})
