@@ -10,76 +10,8 @@ import pandas as pd
 from .core import ParameterError, DataError, check_one_of
 
 # %% auto #0
-__all__ = ['CLASSIFICATION_METRICS', 'REGRESSION_METRICS', 'score_predictions', 'predict_and_score', 'plot_confusion',
-           'plot_roc_pr', 'plot_residuals', 'permutation_table', 'plot_importance', 'learning_curve_table',
-           'plot_learning_curve', 'model_card']
-
-# %% ../notebooks/13_evaluate.ipynb #4e02d53a
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-
-def _as_proba(proba, classes, n):
-    "Probabilities as an (n, k) array, and the class labels of its columns."
-    if isinstance(proba, pd.DataFrame):
-        classes = list(proba.columns) if classes is None else list(classes)
-        proba = proba.to_numpy(float)
-    proba = np.asarray(proba, float)
-    if proba.ndim == 1: proba = np.c_[1 - proba, proba]
-    if classes is None:
-        raise ParameterError("Give 'classes' (the class of each probability column, e.g. the pipeline's classes_) "
-                             "with an array of probabilities.")
-    if proba.shape != (n, len(classes)):
-        raise ParameterError(f"'proba' has shape {proba.shape}, but there are {n} rows and {len(classes)} classes "
-                             f"({', '.join(map(str, classes))}).")
-    return proba, list(classes)
-
-def _roc_auc(y_true, proba, classes):
-    "ROC AUC: binary, or the mean of one-vs-rest AUCs over classes that have both positives and negatives."
-    from sklearn.metrics import roc_auc_score
-    y = np.asarray(y_true).astype(str)
-    labels = [str(c) for c in classes]
-    unknown = set(y) - set(labels)
-    if unknown:
-        raise DataError(f"The true values include {', '.join(sorted(unknown))}, which are not among the model's classes "
-                        f"({', '.join(labels)}).")
-    if len(classes) == 2:
-        pos = y == labels[1]
-        return float(roc_auc_score(pos, proba[:, 1])) if 0 < pos.sum() < len(y) else None
-    aucs = [roc_auc_score(y == c, proba[:, i]) for i, c in enumerate(labels) if 0 < (y == c).sum() < len(y)]
-    return float(np.mean(aucs)) if aucs else None
-
-def score_predictions(task:str, # 'classification' or 'regression'
-                      y_true, # the true values
-                      y_pred, # the predicted values (classes, or numbers)
-                      proba=None, # class probabilities: an (n, k) array, or a DataFrame with one column per class
-                      classes=None, # the class of each probability column (default: proba's column names)
-                     ) -> dict: # every metric of the task, as plain floats (roc_auc None without proba)
-    "All the task's metrics: accuracy, balanced_accuracy, f1_macro, roc_auc, or rmse, mae, r2."
-    from sklearn import metrics as skm
-    check_one_of("task", task, ("classification", "regression"))
-    y_true, y_pred = pd.Series(y_true).reset_index(drop=True), pd.Series(y_pred).reset_index(drop=True)
-    if len(y_true) != len(y_pred):
-        raise ParameterError(f"y_true has {len(y_true)} values and y_pred has {len(y_pred)}; they must match row for row.")
-    if len(y_true) == 0: raise DataError("There are no rows to score.")
-    if y_true.isna().any():
-        raise DataError(f"{int(y_true.isna().sum())} true values are missing; score only rows whose outcome is known.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. a class predicted but absent from y_true; the numbers stay right
-        if task == "regression":
-            yt, yp = y_true.astype(float), y_pred.astype(float)
-            r2 = skm.r2_score(yt, yp) if len(yt) > 1 and yt.nunique() > 1 else np.nan
-            return {"rmse": float(np.sqrt(skm.mean_squared_error(yt, yp))), "mae": float(skm.mean_absolute_error(yt, yp)),
-                    "r2": None if np.isnan(r2) else float(r2)}
-        if y_true.dtype != y_pred.dtype and (y_true.dtype == object or y_pred.dtype == object):
-            y_true, y_pred = y_true.astype(str), y_pred.astype(str)  # e.g. 1 and '1' from JSON
-        out = {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
-               "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
-               "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro")),
-               "roc_auc": None}
-        if proba is not None:
-            p, cls = _as_proba(proba, classes, len(y_true))
-            out["roc_auc"] = _roc_auc(y_true, p, cls)
-    return out
+__all__ = ['predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals', 'permutation_table', 'plot_importance',
+           'learning_curve_table', 'plot_learning_curve', 'model_card']
 
 # %% ../notebooks/13_evaluate.ipynb #ee112550
 def predict_and_score(pipeline, # a fitted pipeline
@@ -89,6 +21,7 @@ def predict_and_score(pipeline, # a fitted pipeline
                      ) -> tuple: # (metrics dict, predictions Series, probabilities DataFrame or None)
     "Predict X with `pipeline` and score the predictions against y with every metric of the task."
     from mlkit.models import threads_for
+    from mlkit.metrics import score_predictions
     with threads_for(len(X)):
         pred = pd.Series(pipeline.predict(X), index=X.index, name="predicted")
         proba = None
@@ -171,7 +104,8 @@ def permutation_table(pipeline, # a fitted pipeline
     "Permutation importance of each input column the pipeline uses, on the problem's metric."
     from sklearn.inspection import permutation_importance
     from mlkit.features import used_columns
-    from mlkit.models import scorer_name, threads_for
+    from mlkit.models import threads_for
+    from mlkit.metrics import scorer_name
     cols = used_columns(pipeline)
     with threads_for(len(X)):
         r = permutation_importance(pipeline, X[cols], y, scoring=scorer_name(problem.metric, pd.Series(y).nunique()),
@@ -206,7 +140,8 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                         ) -> pd.DataFrame: # rows, set ('train' or 'cross-validation'), score, sd, failed_fits
     "Cross-validated scores of `pipeline` fitted on growing shares of the training rows."
     from sklearn.model_selection import learning_curve, TimeSeriesSplit
-    from mlkit.models import scorer_name, natural_score, jobs_for, threads_for
+    from mlkit.models import jobs_for, threads_for
+    from mlkit.metrics import scorer_name, natural_score
     n_jobs = jobs_for(len(X), n_jobs)
     with threads_for(len(X), n_jobs):
         n, tr, va = learning_curve(pipeline, X, y, groups=groups, cv=cv, train_sizes=np.asarray(sizes),

@@ -11,9 +11,8 @@ import pandas as pd
 from .core import ParameterError, DataError, one_of
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'BALANCED_METRICS', 'SCORERS', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline',
-           'weighs_classes', 'candidate_pipeline', 'scorer_name', 'natural_score', 'jobs_for', 'threads_for',
-           'fit_pipeline', 'compare', 'choose']
+__all__ = ['CANDIDATES', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline', 'weighs_classes', 'candidate_pipeline',
+           'jobs_for', 'threads_for', 'fit_pipeline', 'compare', 'choose']
 
 # %% ../notebooks/12_models.ipynb #b33a95fb
 @dataclass(frozen=True)
@@ -69,7 +68,6 @@ CANDIDATES = {c.name: c for c in [
               "a sum of 100 small trees: explain with permutation importance, not by reading it", _boosting),
 ]}
 
-
 # %% ../notebooks/12_models.ipynb #97087257
 def candidate_names(candidates="all", # 'all', or names from `CANDIDATES` as a list or comma-separated string
                    ) -> list: # the names, in `CANDIDATES` order, each checked
@@ -96,13 +94,13 @@ def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
     return pipe.set_params(**params) if params else pipe
 
 
-# %% ../notebooks/12_models.ipynb #b2c3d4e5
-BALANCED_METRICS = ("balanced_accuracy", "f1_macro") # metrics that weigh every class equally
 
+# %% ../notebooks/12_models.ipynb #b2c3d4e5
 def weighs_classes(problem, # the `Problem`
                   ) -> bool: # True when classifiers should weigh classes by the inverse of their frequency
     "Whether the problem is a classification judged by a metric that weighs every class equally."
-    return problem.task == "classification" and problem.metric in BALANCED_METRICS
+    from mlkit.metrics import METRICS
+    return problem.task == "classification" and METRICS[problem.metric].weighs_classes
 
 def candidate_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
                        name:str, # a name from `CANDIDATES`
@@ -113,24 +111,6 @@ def candidate_pipeline(preprocessor, # the unfitted preprocessor from `03_featur
     return make_pipeline(preprocessor, name, problem.task, problem.seed, params, balanced=weighs_classes(problem))
 
 
-# %% ../notebooks/12_models.ipynb #551161f9
-SCORERS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1_macro": "f1_macro",
-           "r2": "r2", "rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error"}
-
-def scorer_name(metric:str, # a name from `mlkit.params.METRICS`
-                n_classes:int=2, # classes in the target (picks binary or one-vs-rest ROC AUC)
-               ) -> str: # a scikit-learn scoring name
-    "The scikit-learn scoring name for one of the kit's metrics."
-    from mlkit.params import METRICS
-    if metric == "roc_auc": return "roc_auc" if n_classes == 2 else "roc_auc_ovr"
-    if metric not in SCORERS: raise ParameterError(one_of("metric", metric, list(METRICS)))
-    return SCORERS[metric]
-
-def natural_score(metric:str, # the metric's name
-                  value, # a scikit-learn score (a number or an array)
-                 ): # the score in the metric's own sign
-    "Undo scikit-learn's sign flip for error metrics."
-    return -value if SCORERS.get(metric, "").startswith("neg_") else value
 
 # %% ../notebooks/12_models.ipynb #68cac476
 SMALL_ROWS = 10_000 # below this many rows, fit on one thread in one process
@@ -168,6 +148,7 @@ def compare(X:pd.DataFrame, # training features
            ) -> pd.DataFrame: # the leaderboard, best first
     "Cross-validate each candidate pipeline on the problem's metric; return the leaderboard."
     from sklearn.model_selection import cross_validate
+    from mlkit.metrics import scorer_name, natural_score
     scoring = scorer_name(problem.metric, y.nunique())
     n_jobs = jobs_for(len(X), n_jobs)
     rows = []

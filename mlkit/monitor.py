@@ -12,6 +12,7 @@ from .core import DataError, ParameterError, SchemaError, MlkitError
 from .drift import (dataset_drift, column_drift, data_quality, column_kind, TESTS,
                          P_VALUE, DISTANCE, DRIFT_SHARE, count_values)
 from .runfolder import write_json
+from .metrics import METRICS, default_metric, metrics_for, score_predictions
 
 # %% auto #0
 __all__ = ['VERDICTS', 'PERFORMANCE_DROP', 'MIN_LABELLED', 'MAX_SCORED', 'FEW_ROWS', 'SCHEMA_KINDS', 'read_current',
@@ -56,7 +57,7 @@ def compare_performance(current:dict, # metric -> value on the current data
                         performance_drop:float=PERFORMANCE_DROP, # relative worsening that counts as degraded
                        ) -> dict: # per-metric changes, and whether the primary metric degraded, with the reason
     "Compare metrics on current data with the test metrics; decide whether the primary metric degraded."
-    from mlkit.params import METRICS
+
     changes = {m: {"test": test.get(m), "current": v, "change": None if test.get(m) is None or v is None else v - test[m]}
                for m, v in current.items()}
     out = {"metric": metric, "current": current, "test": test, "changes": changes, "degraded": False, "reason": None}
@@ -255,9 +256,9 @@ def _frame(pkg, df:pd.DataFrame, what:str) -> pd.DataFrame:
     return X
 
 def _performance(pkg, y:pd.Series, pred:pd.DataFrame, performance_drop:float, min_labelled:int) -> dict:
-    from mlkit.evaluate import score_predictions
+
     meta = pkg.metadata
-    metric = meta.get("metric") or {"classification": "balanced_accuracy", "regression": "r2"}[pkg.task]
+    metric = meta.get("metric") or default_metric(pkg.task)
     known = y.notna().to_numpy()
     if known.sum() < min_labelled:
         return {"rows": int(known.sum()), "metric": metric, "current": None, "degraded": False,
@@ -375,7 +376,7 @@ def _clean(o):
 
 # %% ../notebooks/31_monitor.ipynb #28d165e8
 def _scores(pkg, df:pd.DataFrame) -> dict:
-    from mlkit.evaluate import score_predictions
+
     known = df[pkg.target].notna()
     pred = pkg.predict(df.loc[known], extra="keep")
     proba_cols = [c for c in pred.columns if c.startswith("proba_")]
@@ -401,7 +402,7 @@ def refit_package(model_dir, # the current model package
     X = _frame(pkg, df, "training")
     m = pkg.metadata
     problem = Problem(data=f"refit of model {m.get('model_version')}", target=pkg.target, task=pkg.task,
-                      metric=m.get("metric") or {"classification": "balanced_accuracy", "regression": "r2"}[pkg.task],
+                      metric=m.get("metric") or default_metric(pkg.task),
                       success_threshold=m.get("success_threshold"), context=m.get("context", ""), classes=pkg.classes, n_rows=len(df))
     model = clone(pkg.pipeline).fit(X, df[pkg.target])
     keep = pkg.schema.conversions  # raw text is read as the current model reads it
@@ -419,7 +420,7 @@ def compare_packages(current_dir, # the model package in production
                     ) -> dict: # both models' metrics, the gain, and the decision: 'promote' or 'keep current'
     "Score the current and the candidate model on the same test set; promote the candidate only if it is better."
     from mlkit.package import load_package
-    from mlkit.params import METRICS
+
     from mlkit.core import ModelPackageError, check_one_of
     cur, cand = load_package(current_dir), load_package(candidate_dir)
     if (cur.task, cur.target) != (cand.task, cand.target):
@@ -428,8 +429,8 @@ def compare_packages(current_dir, # the model package in production
     df = read_current(test)
     if cur.target not in df.columns or df[cur.target].notna().sum() == 0:
         raise DataError(f"The test data has no labels (no {cur.target!r} values): a comparison needs the true outcomes.")
-    metric = metric or cur.metadata.get("metric") or {"classification": "balanced_accuracy", "regression": "r2"}[cur.task]
-    check_one_of("metric", metric, [n for n, m in METRICS.items() if m.task == cur.task])
+    metric = metric or cur.metadata.get("metric") or default_metric(cur.task)
+    check_one_of("metric", metric, metrics_for(cur.task))
     a, b = _scores(cur, df), _scores(cand, df)
     better = METRICS[metric].greater_is_better
     gain = (b[metric] - a[metric]) if better else (a[metric] - b[metric])

@@ -6,34 +6,15 @@
 from __future__ import annotations
 from dataclasses import dataclass, asdict, field
 from .core import ParameterError, DataError, check_one_of
+from .metrics import METRICS, check_metric, passes
 
 # %% auto #0
-__all__ = ['TASKS', 'METRICS', 'DEFAULT_METRIC', 'Metric', 'infer_task', 'Problem', 'check_target', 'check_metric',
-           'define_problem']
+__all__ = ['TASKS', 'infer_task', 'Problem', 'check_target', 'define_problem']
 
 # %% ../notebooks/01_params.ipynb #7eca2851
 TASKS = ("auto", "classification", "regression")
 
-@dataclass(frozen=True)
-class Metric:
-    "A metric the kit knows: its task, direction, and the default success threshold (if one makes sense)."
-    name: str
-    task: str
-    greater_is_better: bool
-    default_threshold: float|None
-    bounds: tuple = (None, None)
-    help: str = ""
 
-METRICS = {m.name: m for m in [
-    Metric("accuracy", "classification", True, 0.8, (0, 1), "share of rows predicted correctly"),
-    Metric("balanced_accuracy", "classification", True, 0.8, (0, 1), "mean recall over classes; robust to imbalance"),
-    Metric("f1_macro", "classification", True, 0.8, (0, 1), "mean F1 over classes"),
-    Metric("roc_auc", "classification", True, 0.85, (0, 1), "area under the ROC curve (one-vs-rest when multiclass)"),
-    Metric("r2", "regression", True, 0.6, (None, 1), "share of the target's variance explained"),
-    Metric("rmse", "regression", False, None, (0, None), "root mean squared error, in the target's units"),
-    Metric("mae", "regression", False, None, (0, None), "mean absolute error, in the target's units"),
-]}
-DEFAULT_METRIC = {"classification": "balanced_accuracy", "regression": "r2"}
 
 # %% ../notebooks/01_params.ipynb #0a54b4ac
 def infer_task(y, # the target column
@@ -68,7 +49,7 @@ class Problem:
 
     def passes(self, score:float) -> bool:
         "Whether `score` meets the success threshold (in the metric's direction)."
-        return score >= self.success_threshold if self.greater_is_better else score <= self.success_threshold
+        return passes(self.metric, score, self.success_threshold)
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -104,32 +85,6 @@ def check_target(df, # the data
                             "a regression target. Use task='classification', or pick a numeric target.")
         if y.nunique() < 2: raise DataError(f"The regression target {target!r} is constant: there is nothing to predict.")
     return task
-
-# %% ../notebooks/01_params.ipynb #d030c949
-def check_metric(metric:str, # 'auto' or a name in `METRICS`
-                 task:str, # 'classification' or 'regression'
-                 success_threshold:float|None=None, # None takes the metric's default
-                ) -> tuple: # (metric, threshold)
-    "Resolve the metric and its success threshold for `task`, or say what is allowed."
-    if metric == "auto": metric = DEFAULT_METRIC[task]
-    allowed = [n for n, m in METRICS.items() if m.task == task]
-    if metric not in allowed:
-        extra = f" ({metric!r} is a {METRICS[metric].task} metric)" if metric in METRICS else ""
-        raise ParameterError(f"The 'metric' parameter must be one of 'auto', {', '.join(map(repr, allowed))} for "
-                             f"{task}. Got {metric!r}{extra}.")
-    m = METRICS[metric]
-    if success_threshold is None:
-        if m.default_threshold is None:
-            raise ParameterError(f"The {metric!r} metric is in the target's units, so it has no default success "
-                                 "threshold. Set 'success_threshold' (the largest error you accept).")
-        success_threshold = m.default_threshold
-    try: success_threshold = float(success_threshold)
-    except (TypeError, ValueError):
-        raise ParameterError(f"The 'success_threshold' parameter must be a number. Got {success_threshold!r}.") from None
-    lo, hi = m.bounds
-    if (lo is not None and success_threshold < lo) or (hi is not None and success_threshold > hi):
-        raise ParameterError(f"The 'success_threshold' for {metric!r} must lie in [{lo}, {hi}]. Got {success_threshold}.")
-    return metric, success_threshold
 
 # %% ../notebooks/01_params.ipynb #f3647cbb
 def define_problem(df, # the data (as loaded, before cleaning)

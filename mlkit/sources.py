@@ -335,7 +335,7 @@ def read_source(source, # a `Source`, or what `as_source` takes as `data`
     elif source.kind == "parquet":
         try: df = pd.read_parquet(source.location, columns=columns)
         except Exception as e:
-            raise DataError(f"Could not read {source} as Parquet: {type(e).__name__}: {e}. Check that the file is "
+            raise DataError(f"Could not read {source} as Parquet: {type(e).__name__}: {str(e).rstrip('.')}. Check that the file is "
                             "complete and in that format.") from None
         df, info = (df.head(nrows) if nrows else df), {}
     else:
@@ -346,10 +346,10 @@ def read_source(source, # a `Source`, or what `as_source` takes as `data`
         except ValueError as e:
             if columns is not None and ("usecols" in str(e) or "not in list" in str(e) or "do not match" in str(e)):
                 raise DataError(f"Some of the columns {columns} are not in {source}. Check the column names.") from None
-            raise DataError(f"Could not read {source} as {source.kind.upper()}: {e}. Check that the file is complete "
+            raise DataError(f"Could not read {source} as {source.kind.upper()}: {str(e).rstrip('.')}. Check that the file is complete "
                             "and in that format, or set csv_options.") from None
         except Exception as e:
-            raise DataError(f"Could not read {source} as {source.kind.upper()}: {type(e).__name__}: {e}. Check that "
+            raise DataError(f"Could not read {source} as {source.kind.upper()}: {type(e).__name__}: {str(e).rstrip('.')}. Check that "
                             "the file is complete and in that format.") from None
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(f"{str(source)[0].upper() + str(source)[1:]} has {len(df)} rows and {df.shape[1]} columns: there "

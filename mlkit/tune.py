@@ -72,7 +72,8 @@ def tune_search(X:pd.DataFrame, # training features
                ) -> tuple: # (fitted search object, results table best first; `table.attrs['search']` says which ran)
     "Cross-validated grid or random search over the candidate's space, on training rows."
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-    from mlkit.models import candidate_pipeline, scorer_name, natural_score, jobs_for, threads_for
+    from mlkit.models import candidate_pipeline, jobs_for, threads_for
+    from mlkit.metrics import scorer_name, natural_score
     check_one_of("search", search, SEARCHES)
     if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
         raise ParameterError(f"The 'n_iter' parameter must be a whole number of at least 1. Got {n_iter!r}.")

@@ -191,7 +191,7 @@ def test_bad_inputs_get_clear_errors(clf_package, clf_reference, tmp_path):
     with pytest.raises(DataError, match="is not an Excel workbook"):
         run_monitor(clf_package, tmp_path / "data.xlsx", out_dir=None)
     (tmp_path / "broken.parquet").write_text("these are not parquet bytes")
-    with pytest.raises(DataError, match="Could not read .* as PARQUET"):
+    with pytest.raises(DataError, match="Could not read .* as Parquet"):
         run_monitor(clf_package, tmp_path / "broken.parquet", out_dir=None)
     with pytest.raises(ModelPackageError, match="No model package at"):
         run_monitor(tmp_path / "no-model", batch, out_dir=None)
