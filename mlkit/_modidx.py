@@ -2,6 +2,7 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'mlkit'},
   'syms': { 'mlkit.cli': { 'mlkit.cli._fail': ('cli.html#_fail', 'mlkit/cli.py'),
+                           'mlkit.cli._interrupted': ('cli.html#_interrupted', 'mlkit/cli.py'),
                            'mlkit.cli.main': ('cli.html#main', 'mlkit/cli.py'),
                            'mlkit.cli.monitor': ('cli.html#monitor', 'mlkit/cli.py'),
                            'mlkit.cli.params': ('cli.html#params', 'mlkit/cli.py'),
