@@ -21,6 +21,14 @@ def _fail(cmd:str, err:Exception, code:int):
     click.echo(f"mlkit {cmd}: error: {err}", err=True)
     sys.exit(code)
 
+def _interrupted(e:KeyboardInterrupt):
+    "Exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM) with one line saying where the run stands."
+    import signal
+    from mlkit.guard import RunInterrupted
+    if not isinstance(e, RunInterrupted): e = RunInterrupted(signal.SIGINT)  # Ctrl-C before the run began: nothing to resume
+    click.echo(f"mlkit run: {e}", err=True)
+    sys.exit(e.exit_code)
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlkit")
 def main():
@@ -42,9 +50,7 @@ def run(params_file, overrides, out, start, stop):
         params.update({name: parse_value(value) for name, value in overrides})
         rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True))
     except StageFailed as e: _fail("run", e, EXIT_FAILED)
-    except KeyboardInterrupt:
-        click.echo("mlkit run: interrupted; run.json records the stage that was running.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e: _interrupted(e)
     except (ParameterError, DataError) as e: _fail("run", e, EXIT_USAGE)
     except MlkitError as e: _fail("run", e, EXIT_FAILED)
     test = rec["metrics"].get("test", {})

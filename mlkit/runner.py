@@ -290,6 +290,9 @@ def _stop_kernel(km):
     except Exception: pass
 
 # %% ../notebooks/40_runner.ipynb #77095dd9
+import signal, logging, threading
+from .guard import RunGuard, RunInterrupted, run_state, process_identity, mark_interrupted, resume_command
+
 class StageFailed(StageError):
     "Raised when a template raises while `mlkit run` executes it."
     def __init__(self, stage, notebook, cell, error, resume):
@@ -315,6 +318,17 @@ def _quote(p) -> str:
     except ValueError: pass
     return shlex.quote(p)
 
+def _kernel_death(km) -> str:
+    "Why a stage's kernel died, in words, from its exit status."
+    proc = getattr(getattr(km, "provisioner", None), "process", None)
+    code = proc.poll() if proc is not None else None
+    if code is None: return "the kernel died (it stopped answering)"
+    if code >= 0: return f"the kernel died: it exited with status {code}"
+    try: name = signal.Signals(-code).name
+    except ValueError: name = f"signal {-code}"
+    oom = " (most often the system ran out of memory; or someone killed it)" if -code == signal.SIGKILL else ""
+    return f"the kernel died: it was killed by {name}{oom}"
+
 # %% ../notebooks/40_runner.ipynb #bcc7cc91
 def _command_line() -> str|None:
     "The `mlkit` command line this process runs, with any password in a URL hidden."
@@ -336,6 +350,116 @@ def _metrics(run:RunFolder) -> dict:
     return out
 
 # %% ../notebooks/40_runner.ipynb #f1df1c36
+def _previous_state(previous:dict|None, # the run.json already in the folder, or None
+                    out, # the run folder, as given
+                   ) -> str|None: # the previous run's state now (see `run_state`); None when there is none
+    "Refuse a folder another `mlkit run` may still be writing into."
+    if previous is None: return None
+    state, p = run_state(previous), previous.get("process") or {}
+    if state == "running":
+        raise ParameterError(f"Another mlkit run is writing into {str(out)!r} (pid {p.get('pid')}, started "
+                             f"{previous.get('started')}). Wait for it to end or stop it, or choose another --out.")
+    if state == "unknown":
+        who = f"on host {p['host']!r} (pid {p.get('pid')})" if p.get("host") else "by an older mlkit"
+        raise ParameterError(f"run.json in {str(out)!r} says a run started {who} is still writing into it, and mlkit "
+                             "cannot check that from here. If that run is over, set its \"status\" to \"interrupted\" "
+                             "in run.json; or choose another --out.")
+    return state
+
+# %% ../notebooks/40_runner.ipynb #dbc00b75
+def _in_thread(fn, *args, **kwargs):
+    "Call `fn` in a daemon thread; return a `Future` of its result."
+    from concurrent.futures import Future
+    future = Future()
+    def work():
+        try: future.set_result(fn(*args, **kwargs))
+        except BaseException as e: future.set_exception(e)
+    threading.Thread(target=work, daemon=True, name="mlkit-stage").start()
+    return future
+
+def _run_stage(stage:str, # the stage's name
+               km, # its kernel, started
+               run:RunFolder, # the run folder
+               record:dict, # the run record, kept true in run.json
+               params:dict, # the stage's parameters
+               echo, # called with the progress line
+               t_all:float, # when the run started (`time.perf_counter`)
+               guard:RunGuard, # the run's guard
+              ):
+    "Execute one template in the kernel `km`, recording it in run.json; on failure raise `StageFailed`."
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from nbclient.exceptions import DeadKernelError
+    names, nb_out = stages(), run.path/f"{stage}.ipynb"
+    entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
+    record["stages"].append(entry); write_json(run.file("run"), record)
+    t0, pos = time.perf_counter(), f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12}"
+    execution = _in_thread(pm.execute_notebook, str(templates_dir()/f"{stage}.ipynb"), str(nb_out), parameters=params,
+                           kernel_name=KERNEL_NAME, progress_bar=False, log_output=False, cwd=str(run.path), km=km)
+    try: execution.result()
+    except KeyboardInterrupt:
+        entry["seconds"] = round(time.perf_counter() - t0, 2)
+        log = logging.getLogger("papermill")  # quiet: its "Kernel died" is no news, mlkit stopped the kernel
+        was, log.disabled = log.disabled, True
+        try:
+            guard.stop_processes()  # the kernel dies, so papermill ends too, saving the notebook as far as it got
+            _result(execution, timeout=10)
+        finally: log.disabled = was
+        raise
+    except Exception as e:
+        guard.finishing()  # the run has failed: a signal now must not turn that into "interrupted"
+        entry.update(status="failed", seconds=round(time.perf_counter() - t0, 2))
+        echo(f"{pos} FAILED  {entry['seconds']:6.1f}s")
+        known = isinstance(e, (PapermillExecutionError, DeadKernelError))
+        if isinstance(e, PapermillExecutionError): cell, entry["error"] = _cell_summary(e), f"{e.ename}: {e.evalue}"
+        elif isinstance(e, DeadKernelError):
+            cell, entry["error"] = None, _kernel_death(km)
+            guard.stop_processes()  # what the dead kernel started, gently: loky's tracker then removes its shared memory
+        else: cell, entry["error"] = None, f"{type(e).__name__}: {e}"
+        resume = resume_command(run.path, stage)
+        record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run),
+                      finished=dt.datetime.now().isoformat(timespec="seconds"),
+                      error={"stage": stage, "cell": cell, "error": entry["error"], "resume": resume})
+        write_json(run.file("run"), record)
+        where = cell or ("(the kernel died before the cell finished)" if isinstance(e, DeadKernelError) else "(the kernel did not finish a cell)")
+        raise StageFailed(stage, _quote(nb_out), where, entry["error"], resume) from (None if known else e)
+    entry.update(status="succeeded", seconds=round(time.perf_counter() - t0, 2))
+    write_json(run.file("run"), record)
+    echo(f"{pos} ok      {entry['seconds']:6.1f}s")
+
+def _result(future, timeout:float|None=None):
+    "A future's result, or None if it raised or did not finish within `timeout` seconds."
+    try: return future.result(timeout)
+    except Exception: return None
+
+def _run_stages(todo:list, # the stages to run, in order
+                run:RunFolder, # the run folder
+                record:dict, # the run record
+                params:dict, # every chain parameter
+                guard:RunGuard, # the run's guard
+                echo, # called with one progress line per stage
+                t_all:float, # when the run started (`time.perf_counter`)
+               ):
+    "Run each stage in a fresh kernel (the next one starting meanwhile); stop every kernel however it ends."
+    from concurrent.futures import ThreadPoolExecutor
+    specs = template_parameters()
+    with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
+        start = lambda: pool.submit(_start_kernel, KERNEL_NAME, run.path, spec.sockets())
+        km, next_km = None, start()
+        stop = lambda km: _result(pool.submit(_stop_kernel, km))  # kernels start and stop in the pool's thread
+        try:
+            for k, stage in enumerate(todo):
+                km, next_km = next_km.result(), (start() if k < len(todo) - 1 else None)
+                _run_stage(stage, km, run, record, {n: params[n] for n in specs[stage] if n in params}, echo, t_all, guard)
+                stop(km); km = None
+        except KeyboardInterrupt:
+            guard.stop_processes()
+            raise
+        finally:
+            stop(km)
+            if next_km is not None: stop(_result(next_km))
+
+# %% ../notebooks/40_runner.ipynb #48c26454
 def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged); defaults fill the rest
               out=None, # the run folder; a new one under `runs/` when None
               start:str|None=None, # the first stage to run (resume from here)
@@ -343,8 +467,6 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
               echo=print, # called with one progress line per stage
              ) -> dict: # the run record, as written to `run.json`
     "Check the parameters, then execute the templates from `start` to `stop` into the run folder."
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
     names = stages()
     i0 = names.index(resolve_stage(start)) if start else 0
     i1 = names.index(resolve_stage(stop)) if stop else len(names) - 1
@@ -355,7 +477,8 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     if previous is None and run.path.is_dir() and any(run.path.iterdir()):
         raise ParameterError(f"{str(out)!r} is not empty and holds no mlkit run (no run.json); mlkit will not write "
                              "into it. Choose a new or empty folder for --out.")
-    if previous and start is None and previous.get("status") == "succeeded":
+    state = _previous_state(previous, out)
+    if previous and start is None and state == "succeeded":
         raise ParameterError(f"{str(out)!r} already holds a succeeded run; mlkit never overwrites a good result. "
                              f"Choose a new --out, or re-run part of it with --from STAGE.")
     given = dict(params or {})
@@ -371,52 +494,29 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         full["data"] = data["location"]
     full["run_dir"] = str(run.path)
     record = {"status": "running", "run_dir": str(run.path), "started": dt.datetime.now().isoformat(timespec="seconds"),
-              "command": _command_line(),
+              "command": _command_line(), "process": process_identity(),
               "params": full, "data": data, "versions": _versions(), "stages": [], "metrics": {}}
     if previous and start is not None:
         record["stages"] = [s for s in previous.get("stages", []) if s["name"] in names[:i0]]
-    specs = template_parameters()
+    if state == "interrupted":
+        at = (previous.get("error") or {}).get("stage") or next((s["name"] for s in previous.get("stages", []) if s.get("status") == "running"), None)
+        gone = f" (run.json said running, but its process, pid {previous['process']['pid']}, is gone)" if previous["status"] == "running" else ""
+        echo(f"mlkit run: the run in {_quote(run.path)} was interrupted" + (f" in {at}" if at else "") + gone + ".")
     echo(f"mlkit run: stages {names[i0]} to {names[i1]} → {_quote(run.path)}")
-    t_all = time.perf_counter()
-    from concurrent.futures import ThreadPoolExecutor
-    with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
-        kernel = KERNEL_NAME
-        next_km = pool.submit(_start_kernel, kernel, run.path, spec.sockets())
+    t_all, todo = time.perf_counter(), names[i0:i1 + 1]
+    with RunGuard(run.file("run")) as guard:
         try:
-            for i in range(i0, i1 + 1):
-                stage = names[i]
-                nb_out = run.path/f"{stage}.ipynb"
-                stage_params = {k: full[k] for k in specs[stage] if k in full}
-                t0 = time.perf_counter()
-                entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
-                record["stages"].append(entry); write_json(run.file("run"), record)
-                km, next_km = next_km.result(), (pool.submit(_start_kernel, kernel, run.path, spec.sockets()) if i < i1 else None)
-                try:
-                    pm.execute_notebook(str(templates_dir()/f"{stage}.ipynb"), str(nb_out), parameters=stage_params,
-                                        kernel_name=kernel, progress_bar=False, log_output=False, cwd=str(run.path), km=km)
-                    entry.update(status="succeeded", seconds=round(time.perf_counter() - t0, 2))
-                    echo(f"[{i+1:2d}/{len(names)}] {stage:<12} ok      {entry['seconds']:6.1f}s")
-                except BaseException as e:
-                    entry.update(status="failed", seconds=round(time.perf_counter() - t0, 2))
-                    record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2),
-                                  finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
-                    echo(f"[{i+1:2d}/{len(names)}] {stage:<12} FAILED  {entry['seconds']:6.1f}s")
-                    resume = f"mlkit run --out {_quote(run.path)} --from {stage}"
-                    if isinstance(e, PapermillExecutionError):
-                        entry["error"] = f"{e.ename}: {e.evalue}"
-                        record["error"] = {"stage": stage, "cell": _cell_summary(e), "error": entry["error"], "resume": resume}
-                        write_json(run.file("run"), record)
-                        raise StageFailed(stage, _quote(nb_out), _cell_summary(e), entry["error"], resume) from None
-                    entry["error"] = f"{type(e).__name__}: {e}"
-                    record["error"] = {"stage": stage, "cell": None, "error": entry["error"], "resume": resume}
-                    write_json(run.file("run"), record)
-                    if isinstance(e, KeyboardInterrupt): raise
-                    raise StageFailed(stage, _quote(nb_out), "(the kernel did not finish a cell)", entry["error"], resume) from e
-                finally:
-                    _stop_kernel(km)
-        finally:
-            if next_km is not None: _stop_kernel(next_km.result())
-    record.update(status="succeeded", seconds=round(time.perf_counter() - t_all, 2),
-                  finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
-    write_json(run.file("run"), record)
+            _run_stages(todo, run, record, full, guard, echo, t_all)
+            guard.finishing()  # every stage succeeded: from here on signals are ignored while the run records that
+        except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into RunInterrupted
+            signum = getattr(e, "signum", signal.SIGINT)
+            done = {s["name"] for s in record["stages"] if s["status"] == "succeeded"}
+            mark_interrupted(record, f"mlkit run was stopped by {signal.Signals(signum).name}",
+                             resume_from=next((s for s in todo if s not in done), None))
+            record.update(seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run))
+            write_json(run.file("run"), record)
+            raise RunInterrupted(signum, _quote(run.file("run")), record["error"]["resume"]) from None
+        record.update(status="succeeded", seconds=round(time.perf_counter() - t_all, 2),
+                      finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
+        write_json(run.file("run"), record)
     return record
