@@ -8,7 +8,7 @@ import sys, shutil
 from pathlib import Path
 import click
 from . import __version__
-from .core import MlkitError, ParameterError, DataError
+from .core import MlkitError
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 'params', 'templates', 'predict', 'serve',
@@ -17,19 +17,24 @@ __all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 
 # %% ../notebooks/41_cli.ipynb #97576fed
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3
 
-def _fail(cmd:str, err:Exception, code:int):
-    click.echo(f"mlkit {cmd}: error: {err}", err=True)
-    sys.exit(code)
-
-def _interrupted(e:KeyboardInterrupt):
-    "Exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM) with one line saying where the run stands."
+def _interrupted(cmd:str, e:KeyboardInterrupt):
+    "Exit 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM) with one line saying where things stand."
     import signal
     from mlkit.guard import RunInterrupted
-    if not isinstance(e, RunInterrupted): e = RunInterrupted(signal.SIGINT)  # Ctrl-C before the run began: nothing to resume
-    click.echo(f"mlkit run: {e}", err=True)
-    sys.exit(e.exit_code)
+    if isinstance(e, RunInterrupted): click.echo(f"mlkit {cmd}: {e}", err=True); sys.exit(e.exit_code)
+    click.echo(f"mlkit {cmd}: interrupted.", err=True)
+    sys.exit(128 + signal.SIGINT)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    "The `mlkit` group: the one place where errors become a message and an exit status, for every command."
+    def invoke(self, ctx):
+        try: return super().invoke(ctx)
+        except MlkitError as e:
+            click.echo(f"mlkit {ctx.invoked_subcommand}: error: {e}", err=True)
+            sys.exit(e.exit_code)  # the status lives on the error's class (mlkit.core)
+        except KeyboardInterrupt as e: _interrupted(ctx.invoked_subcommand, e)
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlkit")
 def main():
     "Notebook templates for the whole machine-learning workflow."
@@ -44,15 +49,10 @@ def main():
 @click.option("--to", "stop", metavar="STAGE", help="Stop after this stage.")
 def run(params_file, overrides, out, start, stop):
     "Run the workflow's templates with papermill into one run folder."
-    from mlkit.runner import run_chain, load_params_file, parse_value, StageFailed
-    try:
-        params = load_params_file(params_file) if params_file else {}
-        params.update({name: parse_value(value) for name, value in overrides})
-        rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True))
-    except StageFailed as e: _fail("run", e, EXIT_FAILED)
-    except KeyboardInterrupt as e: _interrupted(e)
-    except (ParameterError, DataError) as e: _fail("run", e, EXIT_USAGE)
-    except MlkitError as e: _fail("run", e, EXIT_FAILED)
+    from mlkit.runner import run_chain, load_params_file, parse_value
+    params = load_params_file(params_file) if params_file else {}
+    params.update({name: parse_value(value) for name, value in overrides})
+    rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True))
     test = rec["metrics"].get("test", {})
     summary = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, (int, float)))
     click.echo(f"succeeded in {rec['seconds']:.1f}s → {rec['run_dir']}" + (f"\ntest: {summary}" if summary else ""))
@@ -107,10 +107,7 @@ def _source(data:str, sheet, query, table, csv_options):
 def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options):
     "Score INPUT (a CSV, Parquet or Excel file, or a database URL with --query or --table) with a model package."
     from mlkit.package import predict_file
-    try: path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out,
-                             extra="keep" if keep_extra else "refuse")
-    except ParameterError as e: _fail("predict", e, EXIT_USAGE)
-    except MlkitError as e: _fail("predict", e, EXIT_FAILED)
+    path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out, extra="keep" if keep_extra else "refuse")
     click.echo(f"wrote {path}")
 
 @main.command()
@@ -121,9 +118,7 @@ def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options)
 def serve(model_dir, host, port, log_url):
     "Serve a model package over HTTP: /health, /metadata, /predict."
     from mlkit.serve import serve as _serve
-    try: _serve(model_dir, host=host, port=port, log_url=log_url)
-    except ParameterError as e: _fail("serve", e, EXIT_USAGE)
-    except MlkitError as e: _fail("serve", e, EXIT_FAILED)
+    _serve(model_dir, host=host, port=port, log_url=log_url)
 
 @main.command()
 @click.argument("model_dir", type=click.Path())
@@ -135,12 +130,9 @@ def serve(model_dir, host, port, log_url):
 def monitor(model_dir, current, reference, out, fail_on_drift, sheet, query, table, csv_options):
     "Compare new data with the model's reference: drift, data quality, performance."
     from mlkit.monitor import run_monitor
-    try:
-        if sheet is not None or query or table or csv_options:  # without them, a URL is a prediction log
-            current = _source(current, sheet, query, table, csv_options)
-        res = run_monitor(model_dir, current, reference=reference, out_dir=out)
-    except ParameterError as e: _fail("monitor", e, EXIT_USAGE)
-    except MlkitError as e: _fail("monitor", e, EXIT_FAILED)
+    if sheet is not None or query or table or csv_options:  # without them, a URL is a prediction log
+        current = _source(current, sheet, query, table, csv_options)
+    res = run_monitor(model_dir, current, reference=reference, out_dir=out)
     n = sum(bool(c.get("drift")) for c in res.get("columns", {}).values())
     click.echo(f"dataset drift: {'yes' if res['dataset_drift'] else 'no'} ({n} of {len(res.get('columns', {}))} "
                f"columns, share {res['drift_share']:.2f}); verdict: {res['verdict']}"

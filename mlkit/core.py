@@ -7,27 +7,37 @@ from __future__ import annotations
 import difflib
 
 # %% auto #0
-__all__ = ['MlkitError', 'ParameterError', 'DataError', 'StageError', 'ModelPackageError', 'SchemaError', 'one_of',
-           'check_one_of']
+__all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
+           'one_of', 'check_one_of']
 
 # %% ../notebooks/00_core.ipynb #f2adafc0
 class MlkitError(Exception):
     "Base class of every error mlkit raises on purpose."
+    exit_code = 1  # the status the `mlkit` command exits with (`mlkit.cli` maps errors to statuses in one place)
 
 class ParameterError(MlkitError, ValueError):
     "Raised when a parameter is unknown, of the wrong type, or has a value that is not allowed."
+    exit_code = 2
 
 class DataError(MlkitError, ValueError):
     "Raised when a data set is missing, unreadable, empty or unfit for the problem."
-
-class StageError(MlkitError, RuntimeError):
-    "Raised when a stage of the chain fails or finds the run folder without what it needs."
-
-class ModelPackageError(MlkitError, RuntimeError):
-    "Raised when a model package is missing, incomplete, untrusted or built by other library versions."
+    exit_code = 2
 
 class SchemaError(MlkitError, ValueError):
     "Raised when records to score do not match the model's input schema."
+    exit_code = 2
+
+class ModelPackageError(MlkitError, RuntimeError):
+    "Raised when a model package is missing, incomplete, untrusted or built by other library versions."
+    exit_code = 2
+
+class StageError(MlkitError, RuntimeError):
+    "Raised when a stage of the chain fails or finds the run folder without what it needs."
+    exit_code = 1
+
+class ServiceError(MlkitError, RuntimeError):
+    "Raised when the model service cannot be started or does not answer."
+    exit_code = 1
 
 # %% ../notebooks/00_core.ipynb #e326657a
 def one_of(name:str, # the parameter's name

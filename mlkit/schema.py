@@ -313,11 +313,12 @@ class Schema:
         missing = [c for c in self.names if c not in df.columns]
         if missing:
             raise SchemaError(f"The input lacks the column(s) {', '.join(map(repr, missing))} that the model needs. "
+                              f"Add them (empty values are scored as missing where the model allows it). "
                               f"The model's inputs are: {', '.join(self.names)}.")
         unknown = [c for c in cols if c not in self]
         if unknown and extra == "refuse":
             raise SchemaError(f"The input has column(s) the model does not know: {', '.join(map(repr, unknown))}. "
-                              "Drop them, or pass extra='keep' to carry them through to the output unchanged "
+                              "Drop them, or carry them through to the output unchanged (--keep-extra; extra='keep' in Python) "
                               f"(the model's inputs are: {', '.join(self.names)}).")
         if len(df) == 0: raise DataError("The input has no rows to score.")
         X = df[self.names].reset_index(drop=True).copy()

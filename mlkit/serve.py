@@ -10,7 +10,7 @@ __all__ = ['logger', 'MAX_RECORDS', 'create_app', 'serve', 'free_port', 'Service
 # endpoint's annotations at run time, and that model is built per package inside `create_app`.
 import atexit, json, logging, os, socket, subprocess, sys, tempfile, time, uuid, weakref
 from pathlib import Path
-from .core import ModelPackageError, ParameterError
+from .core import ModelPackageError, ParameterError, ServiceError
 from .package import load_package, read_metadata
 from .predlog import PredictionLog, default_log_url, as_url, read_log
 from .schema import explain_errors
@@ -158,7 +158,7 @@ class ServiceProcess:
             output = self.output()
             self.stop()
             if "address already in use" in output.lower() and attempt < 2: self.port = None; continue
-            raise ModelPackageError(f"The model service did not start within {self.timeout:g} s. Its output:\n{output[-3000:]}")
+            raise ServiceError(f"The model service did not start within {self.timeout:g} s. Its output:\n{output[-3000:]}")
 
     def output(self) -> str:
         "What the server printed so far."
