@@ -25,7 +25,7 @@ def build_package(out_dir: Path) -> Path:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from mlkit.package import build_package as build
-    from mlkit.params import define_problem
+    from mlkit.problem import define_problem
     df = load_penguins().dropna(subset=["species"]).reset_index(drop=True)
     X, y = df.drop(columns="species"), df.species
     pipe = make_pipeline(make_column_transformer(

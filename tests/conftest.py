@@ -45,7 +45,7 @@ def build_penguin_package(out_dir, target: str = "species", task: str = "classif
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.model_selection import train_test_split
     from mlkit.package import build_package
-    from mlkit.params import define_problem
+    from mlkit.problem import define_problem
     df = penguin_data().dropna(subset=[target])
     problem = define_problem(df, "penguins", target, task=task,
                              success_threshold=None if task == "classification" else 0.6,
@@ -90,7 +90,7 @@ def fabricate_run(run_dir, passed: bool = True):
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
-    from mlkit.params import define_problem
+    from mlkit.problem import define_problem
     from mlkit.runfolder import RunFolder
     from mlkit.split import load_split, make_splits
     run = RunFolder(run_dir)

@@ -1,6 +1,6 @@
 """The modelling stages (03_features … 09_test) with a group or a time split, through `mlkit run`.
 
-The library's own behaviour is tested inline in notebooks/10_features … 14_tune; what only a
+The library's own behaviour is tested inline in notebooks/features … tune; what only a
 run of the templates can show is that a group or time column set on the command line reaches
 every stage: the split keeps groups (or time) apart, cross-validation in 05/06/08 follows the
 same rule, and the final model still scores the sealed test rows. The visit date, text in the
@@ -120,7 +120,7 @@ def test_package_with_date_features_scores_iso_dates(tmp_path):
     from sklearn.pipeline import Pipeline
     from mlkit.features import build_preprocessor
     from mlkit.package import build_package, load_package
-    from mlkit.params import define_problem
+    from mlkit.problem import define_problem
     from mlkit.serve import create_app
     df = visits(n_patients=30).drop(columns="patient_ref")
     df["visit_date"] = df.visit_date + " 09:30"  # times of day too: the hour becomes a feature

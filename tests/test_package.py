@@ -156,7 +156,7 @@ def test_predict_file_bad_input(clf_package, penguins, tmp_path, caplog):
 def test_rebuilding_replaces_the_package_whole(clf_package, penguins, tmp_path):
     pkg = load_package(clf_package)
     X, y = pkg.reference()[FEATURES], pkg.reference()["species"]
-    from mlkit.params import Problem
+    from mlkit.problem import Problem
     problem = Problem.from_dict({"data": "penguins", "target": "species", "task": "classification",
                                  "metric": "balanced_accuracy", "success_threshold": 0.8})
     out = tmp_path / "model"
