@@ -8,12 +8,16 @@ import difflib
 
 # %% auto #0
 __all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
-           'one_of', 'check_one_of']
+           'StageSkipped', 'one_of', 'check_one_of']
 
 # %% ../notebooks/core.ipynb #f2adafc0
 class MlkitError(Exception):
     "Base class of every error mlkit raises on purpose."
     exit_code = 1  # the status the `mlkit` command exits with (`mlkit.cli` maps errors to statuses in one place)
+
+    def _render_traceback_(self) -> list:
+        "In a notebook, show the message alone: it says what is wrong and what to do, a library traceback does not."
+        return [f"{type(self).__name__}: {self}"]
 
 class ParameterError(MlkitError, ValueError):
     "Raised when a parameter is unknown, of the wrong type, or has a value that is not allowed."
@@ -38,6 +42,10 @@ class StageError(MlkitError, RuntimeError):
 class ServiceError(MlkitError, RuntimeError):
     "Raised when the model service cannot be started or does not answer."
     exit_code = 1
+
+class StageSkipped(MlkitError):
+    "Raised by a stage that has nothing to do (e.g. 10_deploy after a failed test); `mlkit run` records it as skipped."
+    exit_code = 0
 
 # %% ../notebooks/core.ipynb #e326657a
 def one_of(name:str, # the parameter's name
