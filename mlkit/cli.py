@@ -61,10 +61,13 @@ def run(params_file, overrides, out, start, stop):
 @main.command()
 def params():
     "List the chain's parameters: name, type, default, the stages that use it, and help."
-    from mlkit.runner import chain_parameters
+    from mlkit.runner import chain_parameters, chain_constraints
+    from mlkit.constraints import describe_chain
+    chain_constraints()
     for name, p in chain_parameters().items():
         stages = ", ".join(s.split("_", 1)[0] for s in p["stages"])
-        click.echo(f"{name}: {p['type']} = {p['default']}  [{stages}]\n    {p['help']}")
+        allowed = describe_chain(name)
+        click.echo(f"{name}: {p['type']} = {p['default']}  [{stages}]\n    {p['help']}" + (f"\n    allowed: {allowed}" if allowed else ""))
 
 @main.command()
 @click.argument("dest", type=click.Path(file_okay=False), default="mlkit-templates")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 import pandas as pd
 import numpy as np
-from .core import DataError, ParameterError, check_one_of
+from .core import DataError, ParameterError
+from .constraints import validate_params, Options, Interval, Columns
 
 # %% auto #0
 __all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE', 'MIN_PARSED',
@@ -239,7 +240,6 @@ def convert_column(s:pd.Series, # a column as read from a file: text, or already
                    unreadable:str="missing", # text that does not read so: 'missing', or 'keep' it for a later check to name
                   ) -> pd.Series:
     "Read a column's text values as numbers or dates, as `spec` says; values that are not text pass through."
-    check_one_of("unreadable", unreadable, ("missing", "keep"))
     date = spec["kind"] == "date"
     t = pd.api.types
     if (t.is_datetime64_any_dtype(s) if date else t.is_numeric_dtype(s) and not t.is_bool_dtype(s)): return s
@@ -257,6 +257,7 @@ def convert_column(s:pd.Series, # a column as read from a file: text, or already
     rest = pd.to_datetime(rest, errors="coerce") if date else pd.to_numeric(rest, errors="coerce")
     return pd.concat([out, rest]).reindex(s.index)
 
+@validate_params({"unreadable": Options("missing", "keep")})
 def apply_conversions(df:pd.DataFrame, # raw rows (left unchanged)
                       conversions:dict, # column -> spec, as `clean_data` returns them (columns not in `df` are skipped)
                       unreadable:str="missing", # text that does not read as the spec says: 'missing', or 'keep' it as it is
@@ -359,6 +360,9 @@ def _infinite_to_missing(df, log):
     return df
 
 # %% ../notebooks/data.ipynb #7ee9ca88
+@validate_params({"outliers": Options(*OUTLIER_ACTIONS), "outlier_k": Interval(float, 0, None, closed="neither"),
+                  "duplicates": Options(*DUPLICATE_ACTIONS), "keep_text": Columns()},
+                 chain=("outliers", "outlier_k", "duplicates", "keep_text"))
 def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
                target:str, # the target column
                task:str, # 'classification' or 'regression'
@@ -368,8 +372,6 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
                keep_text:str|list|None=None, # columns to keep as text though they read as numbers or dates (zip codes, IDs like '007'): a list, or names separated by commas
               ) -> tuple: # (clean frame, log as a DataFrame, conversions: column -> how its text was read, for `apply_conversions`)
     "Clean a copy of `df` and return it with a log of every change and the text-to-number and text-to-date conversions made."
-    check_one_of("outliers", outliers, OUTLIER_ACTIONS)
-    check_one_of("duplicates", duplicates, DUPLICATE_ACTIONS)
     if target not in df.columns: raise DataError(f"The target column {target!r} is not in the data.")
     log = []
     df = df.copy()

@@ -6,10 +6,11 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .core import DataError, ParameterError, check_one_of
+from .core import DataError, ParameterError
+from .constraints import validate_params, Interval, Options
 
 # %% auto #0
-__all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'FEW_VALUES', 'DRIFT_SHARE', 'KINDS', 'TESTS', 'MISSING_INCREASE',
+__all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'FEW_VALUES', 'DRIFT_SHARE', 'KINDS', 'KIND', 'TESTS', 'MISSING_INCREASE',
            'OUT_OF_RANGE', 'column_kind', 'choose_test', 'count_values', 'chi_square_test', 'z_test', 'jensen_shannon',
            'ks_test', 'wasserstein_norm', 'column_drift', 'dataset_drift', 'data_quality', 'simulate_batch']
 
@@ -20,6 +21,7 @@ DISTANCE = 0.1          # a distance flags drift when distance >= DISTANCE
 FEW_VALUES = 5          # numeric columns with at most this many distinct values are compared as categories
 DRIFT_SHARE = 0.5       # the data set drifted when at least this share of its columns drifted
 KINDS = ("numeric", "categorical")
+KIND = Options(*KINDS)
 
 TESTS = {  # name: (what it is, whether it gives a 'p_value' or a distance 'score')
     "ks":            ("two-sample Kolmogorov-Smirnov test", "p_value"),
@@ -34,7 +36,7 @@ def column_kind(values:pd.Series, # a column
                 declared:str|None=None, # 'numeric' or 'categorical' when a schema says so
                ) -> str: # 'numeric' or 'categorical'
     "The kind of a column: the declared one, else numeric for number dtypes (not booleans)."
-    if declared is not None: return check_one_of("kind", declared, KINDS)
+    if declared is not None: return KIND.check("kind", declared)
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values): return "categorical"
     return "numeric"
 
@@ -43,7 +45,7 @@ def choose_test(kind:str, # 'numeric' or 'categorical'
                 n_values:int, # distinct values in reference and current together
                ) -> str: # a key of `TESTS`
     "The drift test Evidently's defaults pick for a column of this kind, size and number of values."
-    check_one_of("kind", kind, KINDS)
+    KIND.check("kind", kind)
     if kind == "categorical" or n_values <= FEW_VALUES:
         if n_reference <= SMALL_REFERENCE: return "z" if n_values <= 2 else "chisquare"
         return "jensenshannon"
@@ -234,6 +236,8 @@ def data_quality(reference:pd.DataFrame, # the reference data
     return {"columns": out, "issues": issues}
 
 # %% ../notebooks/drift.ipynb #d347cd50
+@validate_params({"n": Interval(int, 1), "shift": Interval(float), "mix": Interval(float, 0, 1)},
+                 chain={"simulate_rows": "n", "simulate_shift": "shift", "simulate_mix": "mix"})
 def simulate_batch(reference:pd.DataFrame, # the data to draw rows from (e.g. a package's reference data)
                    n:int=500, # rows to draw
                    shift:float=0.0, # move numeric columns by this many standard deviations
@@ -247,8 +251,6 @@ def simulate_batch(reference:pd.DataFrame, # the data to draw rows from (e.g. a 
                   ) -> pd.DataFrame:
     "A simulated production batch: reference rows drawn with replacement, lightly noised, optionally shifted."
     if len(reference) == 0: raise DataError("The reference data is empty: there are no rows to draw a batch from.")
-    if n < 1: raise ParameterError(f"The 'n' parameter must be a positive number of rows. Got {n}.")
-    if not 0 <= mix <= 1: raise ParameterError(f"The 'mix' parameter must lie in [0, 1]. Got {mix}.")
     if scale <= 0: raise ParameterError(f"The 'scale' parameter must be positive. Got {scale}.")
     rng = np.random.default_rng(seed)
     out = reference.iloc[rng.integers(0, len(reference), n)].reset_index(drop=True)

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from .core import ParameterError, DataError, check_one_of
+from .constraints import validate_params, Interval
 
 # %% auto #0
 __all__ = ['predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals', 'permutation_table', 'plot_importance',
@@ -95,6 +96,7 @@ def plot_residuals(y_true, # true values
     return fig
 
 # %% ../notebooks/evaluate.ipynb #610d20f2
+@validate_params({"n_repeats": Interval(int, 1)}, chain={"importance_repeats": "n_repeats"})
 def permutation_table(pipeline, # a fitted pipeline
                       X:pd.DataFrame, # held-out features (e.g. the validation split)
                       y, # their true values

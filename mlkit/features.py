@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from .core import DataError, ParameterError
+from .constraints import validate_params, Interval, Columns
 
 # %% auto #0
 __all__ = ['DATE_PARTS', 'categories_as_strings', 'as_datetimes', 'date_parts', 'date_part_names', 'looks_like_dates',
@@ -128,6 +129,14 @@ def _classify(name, s, n, min_rows_for_id):
         return "dropped", "none", f"{nu} distinct values in {nn} rows: an identifier or a name, not a category"
     return "categorical", "missing as a category, one-hot", f"{nu} categories ({imp})"
 
+def _target_not_dropped(target, drop):
+    if target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
+        raise ParameterError(f"The columns to drop include the target {target!r}; the target is never a feature anyway. "
+                             "Leave it out of 'drop_columns'.")
+
+@validate_params({"drop": Columns(of="df"), "max_categories": Interval(int, 2), "min_frequency": Interval(int, 1)},
+                 chain={"drop_columns": "drop", "max_categories": "max_categories", "min_frequency": "min_frequency"},
+                 joint=[_target_not_dropped])
 def plan_features(df:pd.DataFrame, # the clean data, target included
                   target:str, # the target column (left out of the features)
                   drop=(), # columns to leave out, a list or a comma-separated string
@@ -138,13 +147,7 @@ def plan_features(df:pd.DataFrame, # the clean data, target included
     "Decide what each column becomes (numeric, categorical, date, dropped) and why."
     if isinstance(drop, str): drop = [c.strip() for c in drop.split(",") if c.strip()]
     drop = list(drop or [])
-    unknown = [c for c in drop if c not in df.columns]
-    if unknown:
-        raise ParameterError(f"The 'drop' parameter names columns that are not in the data: {', '.join(map(repr, unknown))}. "
-                             f"The columns are: {', '.join(map(str, df.columns))}.")
     if target not in df.columns: raise DataError(f"The target column {target!r} is not in the clean data.")
-    if int(max_categories) < 2: raise ParameterError(f"The 'max_categories' parameter must be at least 2. Got {max_categories!r}.")
-    if int(min_frequency) < 1: raise ParameterError(f"The 'min_frequency' parameter must be at least 1. Got {min_frequency!r}.")
     rows, dates = [], {}
     for c in df.columns:
         s = df[c]

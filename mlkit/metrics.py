@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 import numpy as np
 import pandas as pd
-from .core import ParameterError, DataError, check_one_of
+from .core import ParameterError, DataError
+from .constraints import Options
 
 # %% auto #0
 __all__ = ['METRICS', 'Metric', 'metrics_for', 'default_metric', 'check_metric', 'passes', 'scorer_name', 'natural_score',
@@ -129,9 +130,7 @@ def scorer_name(metric:str, # a name in `METRICS`
                 n_classes:int=2, # classes in the target (picks binary or one-vs-rest ROC AUC)
                ) -> str: # a scikit-learn scoring name
     "The scikit-learn scoring name for one of the kit's metrics."
-    if metric not in METRICS:
-        from mlkit.core import one_of
-        raise ParameterError(one_of("metric", metric, list(METRICS)))
+    Options(*METRICS).check("metric", metric)
     if metric == "roc_auc" and n_classes > 2: return "roc_auc_ovr"
     return METRICS[metric].scorer
 
@@ -164,7 +163,7 @@ def score_predictions(task:str, # 'classification' or 'regression'
                       classes=None, # the class of each probability column (default: proba's column names)
                      ) -> dict: # every metric of the task (`metrics_for`), as plain floats (None where undefined)
     "All the task's metrics, computed from the registry."
-    check_one_of("task", task, ("classification", "regression"))
+    Options("classification", "regression").check("task", task)
     y_true, y_pred = pd.Series(y_true).reset_index(drop=True), pd.Series(y_pred).reset_index(drop=True)
     if len(y_true) != len(y_pred):
         raise ParameterError(f"y_true has {len(y_true)} values and y_pred has {len(y_pred)}; they must match row for row.")

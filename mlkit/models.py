@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass
 import numpy as np
 import pandas as pd
-from .core import ParameterError, DataError, one_of
+from .core import ParameterError, DataError
+from .constraints import validate_params, Names
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline', 'weighs_classes', 'candidate_pipeline',
-           'jobs_for', 'threads_for', 'fit_pipeline', 'compare', 'choose']
+__all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline', 'weighs_classes',
+           'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline', 'compare', 'choose']
 
 # %% ../notebooks/models.ipynb #b33a95fb
 @dataclass(frozen=True)
@@ -69,14 +70,14 @@ CANDIDATES = {c.name: c for c in [
 ]}
 
 # %% ../notebooks/models.ipynb #97087257
+CANDIDATE_NAMES = Names(CANDIDATES) # 'all', or names from `CANDIDATES`
+
 def candidate_names(candidates="all", # 'all', or names from `CANDIDATES` as a list or comma-separated string
                    ) -> list: # the names, in `CANDIDATES` order, each checked
     "Parse and check a list of candidate names."
+    CANDIDATE_NAMES.check("candidates", candidates)
     if candidates is None or candidates == "all" or candidates == ["all"]: return list(CANDIDATES)
     if isinstance(candidates, str): candidates = [c.strip() for c in candidates.split(",") if c.strip()]
-    for c in candidates:
-        if c not in CANDIDATES: raise ParameterError(one_of("candidates", c, ["all", *CANDIDATES], what="parameter's entry"))
-    if not candidates: raise ParameterError("The 'candidates' parameter is empty. Give 'all' or names such as 'linear,forest'.")
     return [c for c in CANDIDATES if c in candidates]
 
 def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
@@ -137,6 +138,7 @@ def fit_pipeline(pipeline, # an unfitted pipeline
     with threads_for(len(X)): return pipeline.fit(X, y)
 
 # %% ../notebooks/models.ipynb #061f3e1d
+@validate_params({"candidates": CANDIDATE_NAMES}, chain=("candidates",))
 def compare(X:pd.DataFrame, # training features
             y:pd.Series, # training target
             problem, # the `Problem` (task, metric, seed)

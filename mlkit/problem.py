@@ -5,7 +5,8 @@
 # %% ../notebooks/problem.ipynb #f2cacc64
 from __future__ import annotations
 from dataclasses import dataclass, asdict, field
-from .core import ParameterError, DataError, check_one_of
+from .core import ParameterError, DataError
+from .constraints import validate_params, Options
 from .metrics import METRICS, check_metric, passes
 
 # %% auto #0
@@ -58,13 +59,13 @@ class Problem:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 # %% ../notebooks/problem.ipynb #1f518d62
+@validate_params({"task": Options(*TASKS)}, chain=("task",))
 def check_target(df, # the data
                  target:str, # the target column's name
                  task:str="auto", # 'auto', 'classification' or 'regression'
                 ) -> str: # the task, inferred when 'auto'
     "Check that `target` exists and suits `task`; return the task."
     import pandas as pd
-    check_one_of("task", task, TASKS)
     if target not in df.columns:
         cols = ", ".join(map(str, df.columns[:30])) + (" …" if len(df.columns) > 30 else "")
         raise DataError(f"The target column {target!r} is not in the data. The columns are: {cols}. "

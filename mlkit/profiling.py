@@ -6,11 +6,13 @@
 from __future__ import annotations
 import time, warnings
 from pathlib import Path
+from .constraints import validate_params, Interval
 
 # %% auto #0
 __all__ = ['profile_plan', 'profile_report']
 
 # %% ../notebooks/profiling.ipynb #8858377f
+@validate_params({"max_rows": Interval(int, 100)}, chain={"profile_max_rows": "max_rows"})
 def profile_plan(n_rows:int, # rows in the frame
                  n_cols:int, # columns in the frame
                  max_rows:int=100_000, # profile a random sample of this many rows when there are more

@@ -11,9 +11,10 @@ from .core import MlkitError, ParameterError, DataError, StageError
 from .runfolder import RunFolder, write_json, LAYOUT
 
 # %% auto #0
-__all__ = ['PATH_PARAMETERS', 'KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage', 'template_parameters',
-           'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file', 'check_params', 'data_source',
-           'check_problem', 'check_settings', 'StageFailed', 'new_run_dir', 'run_chain']
+__all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage',
+           'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file',
+           'check_params', 'data_source', 'check_problem', 'chain_constraints', 'check_settings', 'StageFailed',
+           'new_run_dir', 'run_chain']
 
 # %% ../notebooks/runner.ipynb #e21bc56b
 def templates_dir() -> Path:
@@ -181,15 +182,11 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
         raise DataError(f"The target column {target!r} is not in {what}. The columns are: {', '.join(map(str, cols))}."
                         f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} Set the 'target' parameter (`-p target NAME`)"
                         + ("; if the columns look run together, the delimiter was not detected: set csv_options (e.g. {sep: ';'})." if len(cols) == 1 else "."))
-    for n, v in params.items():
-        if n.endswith("_column") and v and v not in cols:
-            raise DataError(f"The {n!r} parameter names {v!r}, which is not a column of {what}. "
-                            f"The columns are: {', '.join(map(str, cols))}.")
+    check_settings(params, cols)  # the stages' settings, column names among them, as their functions declare them
     extra = [params[n] for n in ("group_column", "time_column") if params.get(n)]
     y = read(columns=[target] + [c for c in extra if c != target])
     task = check_target(y, target, params.get("task", "auto"))
     metric, threshold = check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
-    check_settings(params, cols)
     if "test_size" in params:  # the split the data allows: enough rows, classes large enough to stratify
         from mlkit.split import make_splits
         problem = Problem(data=what, target=target, task=task, metric=metric, success_threshold=threshold,
@@ -200,37 +197,24 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
     return {**fingerprint(source, frame), "rows": len(y), **({"frame": frame} if frame is not None else {})}
 
 # %% ../notebooks/runner.ipynb #79990a21
+DECLARING = ("mlkit.problem", "mlkit.data", "mlkit.profiling", "mlkit.features", "mlkit.split", "mlkit.models",
+             "mlkit.tune", "mlkit.evaluate", "mlkit.drift", "mlkit.monitor", "mlkit.serve")  # modules whose functions declare chain constraints
+
+def chain_constraints() -> dict:
+    "Every chain parameter's declared constraints (`mlkit.constraints.CHAIN`), with the modules that declare them loaded."
+    import importlib
+    from mlkit.constraints import CHAIN
+    for m in DECLARING: importlib.import_module(m)
+    return CHAIN
+
 def check_settings(params:dict, # every chain parameter, defaults filled in
                    columns:list, # the data's columns
                   ):
-    "Check the stages' settings (choices, sizes, column names) before any kernel starts."
-    from mlkit.core import check_one_of
-    from mlkit.data import OUTLIER_ACTIONS, DUPLICATE_ACTIONS
+    "Check the stages' settings against the constraints their functions declare, before any kernel starts."
+    from mlkit.constraints import check_chain
     from mlkit.sources import as_source, read_source, is_url
-    from mlkit.split import RARE_CLASSES
-    from mlkit.models import candidate_names
-    from mlkit.tune import SEARCHES
-    from mlkit.split import check_sizes
-    if "outliers" in params: check_one_of("outliers", params["outliers"], OUTLIER_ACTIONS)
-    if "duplicates" in params: check_one_of("duplicates", params["duplicates"], DUPLICATE_ACTIONS)
-    if "rare_classes" in params: check_one_of("rare_classes", params["rare_classes"], RARE_CLASSES)
-    if "search" in params: check_one_of("search", params["search"], SEARCHES)
-    if "candidates" in params: candidate_names(params["candidates"])
-    if "test_size" in params: check_sizes(params["test_size"], params.get("validation_size", 0.2))
-    for name, least in [("cv_folds", 2), ("n_iter", 1), ("max_categories", 1), ("profile_max_rows", 100)]:
-        if name in params and params[name] < least:
-            raise ParameterError(f"The {name!r} parameter must be at least {least}. Got {params[name]!r}.")
-    for c in [c.strip() for c in str(params.get("drop_columns") or "").split(",") if c.strip()]:
-        if c not in columns:
-            raise DataError(f"The 'drop_columns' parameter names {c!r}, which is not a column of {params['data']!r}. "
-                            f"The columns are: {', '.join(map(str, columns))}.")
-    for c in [c.strip() for c in str(params.get("keep_text") or "").split(",") if c.strip()]:
-        if c not in columns:
-            close = difflib.get_close_matches(c, [str(x) for x in columns], n=1)
-            raise DataError(f"The 'keep_text' parameter names {c!r}, which is not a column of {params['data']!r}."
-                            f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} The columns are: {', '.join(map(str, columns))}.")
-    if params.get("drop_columns") and params["target"] in [c.strip() for c in params["drop_columns"].split(",")]:
-        raise ParameterError(f"The 'drop_columns' parameter names the target {params['target']!r}; the target is never a feature anyway.")
+    chain_constraints()
+    params.update(check_chain(params, {"columns": columns}))
     source = params.get("monitor_data")
     if source and not is_url(source):  # a missing or unreadable file is refused now
         if Path(source).suffix.lower() in (".db", ".sqlite", ".sqlite3"):

@@ -7,9 +7,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, asdict, field
 from .core import SchemaError, DataError, ParameterError
+from .constraints import Options
+
+EXTRA = Options("refuse", "keep")  # what scoring does with columns the model does not know
 
 # %% auto #0
-__all__ = ['KINDS', 'UNSEEN_PROBE', 'Column', 'infer_column', 'explain_errors', 'Schema', 'infer_schema']
+__all__ = ['EXTRA', 'KINDS', 'UNSEEN_PROBE', 'Column', 'infer_column', 'explain_errors', 'Schema', 'infer_schema']
 
 # %% ../notebooks/schema.ipynb #19525216
 KINDS = ("number", "text", "boolean", "datetime")
@@ -303,8 +306,7 @@ class Schema:
                       ) -> tuple: # (DataFrame in training order and dtypes, warnings)
         "Check a DataFrame against the schema; raise `SchemaError` naming the column when it does not fit."
         import pandas as pd
-        if extra not in ("refuse", "keep"):
-            raise ParameterError(f"The 'extra' parameter must be one of 'refuse', 'keep'. Got {extra!r}.")
+        EXTRA.check("extra", extra)
         if not isinstance(df, pd.DataFrame): df = pd.DataFrame(df)
         cols = [str(c) for c in df.columns]
         dup = sorted({c for c in cols if cols.count(c) > 1})

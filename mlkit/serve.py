@@ -11,6 +11,7 @@ __all__ = ['logger', 'MAX_RECORDS', 'create_app', 'serve', 'free_port', 'Service
 import atexit, json, logging, os, socket, subprocess, sys, tempfile, time, uuid, weakref
 from pathlib import Path
 from .core import ModelPackageError, ParameterError, ServiceError
+from .constraints import validate_params, Interval
 from .package import load_package, read_metadata
 from .predlog import PredictionLog, default_log_url, as_url, read_log
 from .schema import explain_errors
@@ -185,6 +186,7 @@ def _stop_all():
     for s in list(_RUNNING): s.stop(timeout=3)
 
 # %% ../notebooks/serve.ipynb #a89fa556
+@validate_params({"timeout": Interval(float, 0, None, closed="neither")}, chain={"smoke_timeout": "timeout"})
 def smoke_test(model_dir, # the model package folder
                timeout:float=60, # seconds to wait for the service to start
               ) -> dict: # the calls made, their status codes, answers and timings, and `passed`

@@ -6,10 +6,11 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .core import DataError, ParameterError, StageError, check_one_of
+from .core import DataError, ParameterError, StageError
+from .constraints import validate_params, Interval, Options, Columns, OneOf, IsNone
 
 # %% auto #0
-__all__ = ['SPLITS', 'RARE_CLASSES', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
+__all__ = ['SPLITS', 'RARE_CLASSES', 'FRACTION', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
            'split_settings', 'load_split', 'cross_validator']
 
 # %% ../notebooks/split.ipynb #c6b44b59
@@ -18,18 +19,12 @@ SPLITS = ("train", "validation", "test")
 def check_sizes(test_size:float, # the test share of the rows
                 validation_size:float, # the validation share of the rows
                ):
-    "Check the split sizes: each a fraction, leaving at least 20% of the rows for training."
-    for name, v in [("test_size", test_size), ("validation_size", validation_size)]:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < 1:
-            raise ParameterError(f"The {name!r} parameter must be a fraction between 0 and 1 (e.g. 0.2). Got {v!r}.")
+    "Check that the split sizes together leave at least 20% of the rows for training."
     if test_size + validation_size > 0.8:
         raise ParameterError(f"test_size + validation_size is {test_size + validation_size:g}, which leaves less than "
                              "20% of the rows to learn from. Lower one of them (0.2 each is usual).")
 
 def _check_split_column(df, name, what):
-    if name not in df.columns:
-        raise ParameterError(f"The {what!r} parameter names {name!r}, which is not a column of the clean data. "
-                             f"The columns are: {', '.join(map(str, df.columns))}.")
     if df[name].isna().any():
         raise DataError(f"The {what} {name!r} has {int(df[name].isna().sum())} missing values; every row needs one to "
                         f"be placed in a split. Fill or drop those rows in 02_prepare.")
@@ -130,6 +125,13 @@ def _timed(times, test_size, validation_size):
     return key(train), key(val), key(test)
 
 # %% ../notebooks/split.ipynb #b0edaabf
+FRACTION = Interval(float, 0, 1, closed="neither")
+
+@validate_params({"test_size": FRACTION, "validation_size": FRACTION, "group_column": Columns(single=True, of="df"),
+                  "time_column": Columns(single=True, of="df"), "rare_classes": Options(*RARE_CLASSES),
+                  "cv_folds": OneOf(Interval(int, 2), IsNone())},
+                 chain=("test_size", "validation_size", "group_column", "time_column", "rare_classes", "cv_folds"),
+                 joint=[check_sizes])
 def make_splits(df:pd.DataFrame, # the clean data, target included
                 problem, # the `Problem` (target, task and seed)
                 test_size:float=0.2, # share of rows sealed for the final test
@@ -140,8 +142,6 @@ def make_splits(df:pd.DataFrame, # the clean data, target included
                 cv_folds:int|None=None, # the folds the training split must feed every class into (None: no check)
                ) -> pd.DataFrame: # columns `row` (position in `df`) and `split`; `attrs['rare_classes']`: class -> rows left out
     "Assign every row with a target to train, validation or test."
-    check_sizes(test_size, validation_size)
-    check_one_of("rare_classes", rare_classes, RARE_CLASSES)
     group_column, time_column = group_column or None, time_column or None
     if group_column and time_column:
         raise ParameterError("Give either 'group_column' or 'time_column', not both: a split can keep groups apart "

@@ -6,10 +6,12 @@
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from .core import ParameterError, DataError, check_one_of
+from .core import ParameterError, DataError
+from .constraints import validate_params, Options, Interval
 
 # %% auto #0
-__all__ = ['SPACES', 'SEARCHES', 'search_space', 'space_size', 'search_kind', 'fit_rows', 'tune_search', 'compare_on_validation']
+__all__ = ['SPACES', 'SEARCHES', 'SEARCH', 'search_space', 'space_size', 'search_kind', 'fit_rows', 'tune_search',
+           'compare_on_validation']
 
 # %% ../notebooks/tune.ipynb #cdf4b270
 _LINEAR = {"classification": {"model__C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]},
@@ -26,6 +28,7 @@ SPACES = {
                  "model__max_leaf_nodes": [7, 15, 31], "model__min_samples_leaf": [5, 10, 20]},
 }
 SEARCHES = ("random", "grid")
+SEARCH = Options(*SEARCHES)
 
 def search_space(name:str, # a candidate name from `mlkit.models.CANDIDATES`
                  task:str, # 'classification' or 'regression'
@@ -45,7 +48,7 @@ def search_kind(search:str, # the 'search' parameter: 'random' or 'grid'
                 n_iter:int, # combinations a random search tries
                ) -> str: # 'grid' or 'random': the search that actually runs
     "The search that runs: a grid when asked for, or when the whole space is no larger than `n_iter`."
-    check_one_of("search", search, SEARCHES)
+    SEARCH.check("search", search)
     return "grid" if search == "grid" or space_size(space) <= n_iter else "random"
 
 def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
@@ -59,6 +62,7 @@ def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
     return min(len(tr) for tr, _ in check_cv(cv, y, classifier=task == "classification").split(X, y, groups))
 
 # %% ../notebooks/tune.ipynb #23c08869
+@validate_params({"search": SEARCH, "n_iter": Interval(int, 1)}, chain=("search", "n_iter"))
 def tune_search(X:pd.DataFrame, # training features
                 y:pd.Series, # training target
                 problem, # the `Problem` (task, metric, seed)
@@ -74,9 +78,6 @@ def tune_search(X:pd.DataFrame, # training features
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
     from mlkit.models import candidate_pipeline, jobs_for, threads_for
     from mlkit.metrics import scorer_name, natural_score
-    check_one_of("search", search, SEARCHES)
-    if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
-        raise ParameterError(f"The 'n_iter' parameter must be a whole number of at least 1. Got {n_iter!r}.")
     pipe = candidate_pipeline(preprocessor, name, problem)
     space = search_space(name, problem.task)
     if "model__n_neighbors" in space:  # a fold cannot lend more neighbours than it has rows
