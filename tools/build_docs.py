@@ -21,7 +21,7 @@ SECTIONS = [
     ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
     ("The model in use", ["persist", "package", "schema", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor"]),
-    ("The chain", ["runfolder", "runner", "guard", "cli"]),
+    ("The chain", ["runfolder", "cache", "runner", "guard", "cli"]),
 ]
 DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
 CDN_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', re.S)
