@@ -35,7 +35,13 @@ LAYOUT = {
     "model_card":     ("reports/model_card.md",         "09_test"),
     "package":        ("model",                         "10_deploy"),
     "deploy":         ("deploy.json",                   "10_deploy"),
+    "monitoring":     ("monitoring",                    "11_monitor"),  # monitor.json and monitor.html of the last batch
     "monitor":        ("monitoring/monitor.json",       "11_monitor"),
+    "monitor_report": ("monitoring/monitor.html",       "11_monitor"),
+    "retrain_data":   ("monitoring/retrain_data.parquet", "11_monitor"),  # reference + half the newly labelled rows
+    "new_test":       ("monitoring/new_test.parquet",   "11_monitor"),  # the other half: tests both models
+    "candidate":      ("monitoring/candidate",          "11_monitor"),  # the refitted model package
+    "comparison":     ("monitoring/comparison.json",    "11_monitor"),  # candidate against current: promote or keep
     "run":            ("run.json",                      "mlkit run"),
 }
 
