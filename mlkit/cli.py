@@ -109,7 +109,7 @@ def _source(data:str, sheet, query, table, csv_options):
 @_source_options
 def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options):
     "Score INPUT (a CSV, Parquet or Excel file, or a database URL with --query or --table) with a model package."
-    from mlkit.package import predict_file
+    from mlkit.batch import predict_file
     path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out, extra="keep" if keep_extra else "refuse")
     click.echo(f"wrote {path}")
 

@@ -4,11 +4,12 @@
 
 # %% ../notebooks/core.ipynb #37da9dd6
 from __future__ import annotations
-import difflib
+import difflib, json
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
-           'StageSkipped', 'one_of', 'check_one_of']
+           'StageSkipped', 'one_of', 'check_one_of', 'write_json']
 
 # %% ../notebooks/core.ipynb #f2adafc0
 class MlkitError(Exception):
@@ -63,3 +64,23 @@ def check_one_of(name:str, value, allowed, what:str="parameter"):
     "Return `value` if it is in `allowed`, else raise `ParameterError` saying what is allowed."
     if value not in allowed: raise ParameterError(one_of(name, value, allowed, what))
     return value
+
+# %% ../notebooks/core.ipynb #b6614199
+def _jsonable(o):
+    "Turn numpy scalars and arrays, paths and timestamps into plain JSON values (`json.dumps`'s `default`)."
+    if isinstance(o, Path): return str(o)
+    if hasattr(o, "isoformat"): return o.isoformat()  # datetime, date, pandas Timestamp
+    import numpy as np  # here, not at the top: every module imports core, few write numpy values
+    if isinstance(o, np.generic): return o.item()
+    if isinstance(o, np.ndarray): return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+def write_json(path, # the file to write (its folder is created)
+               obj, # what to write: dicts, lists, numbers, text, and numpy values, paths, timestamps
+              ) -> Path: # the file written
+    "Write `obj` as indented JSON to `path` atomically (numpy values become plain numbers)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n")
+    tmp.replace(path)
+    return path

@@ -10,9 +10,10 @@ from .core import DataError, ParameterError
 from .constraints import validate_params, Interval, Options
 
 # %% auto #0
-__all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'FEW_VALUES', 'DRIFT_SHARE', 'KINDS', 'KIND', 'TESTS', 'MISSING_INCREASE',
-           'OUT_OF_RANGE', 'column_kind', 'choose_test', 'count_values', 'chi_square_test', 'z_test', 'jensen_shannon',
-           'ks_test', 'wasserstein_norm', 'column_drift', 'dataset_drift', 'data_quality', 'simulate_batch']
+__all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'FEW_VALUES', 'DRIFT_SHARE', 'KINDS', 'KIND', 'TESTS', 'P_VALUE_LIMIT',
+           'DISTANCE_LIMIT', 'MISSING_INCREASE', 'OUT_OF_RANGE', 'column_kind', 'choose_test', 'count_values',
+           'chi_square_test', 'z_test', 'jensen_shannon', 'ks_test', 'wasserstein_norm', 'column_drift',
+           'dataset_drift', 'data_quality', 'simulate_batch']
 
 # %% ../notebooks/drift.ipynb #dc53bc84
 SMALL_REFERENCE = 1000  # up to this many reference rows, tests give p-values; above, distances
@@ -117,6 +118,9 @@ def wasserstein_norm(ref, # reference values (no missing)
     return float(wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001))
 
 # %% ../notebooks/drift.ipynb #1b514e71
+P_VALUE_LIMIT, DISTANCE_LIMIT = Interval(float, 0, 1, closed="neither"), Interval(float, 0, None, closed="neither")
+
+@validate_params({"p_value": P_VALUE_LIMIT, "distance": DISTANCE_LIMIT})
 def column_drift(reference:pd.Series, # the column in the reference data
                  current:pd.Series, # the same column in the current data
                  kind:str|None=None, # 'numeric' or 'categorical'; None infers it from the dtype
@@ -159,6 +163,7 @@ def column_drift(reference:pd.Series, # the column in the reference data
     return out
 
 # %% ../notebooks/drift.ipynb #a832791a
+@validate_params({"drift_share": Interval(float, 0, 1, closed="right"), "p_value": P_VALUE_LIMIT, "distance": DISTANCE_LIMIT})
 def dataset_drift(reference:pd.DataFrame, # the reference data (what the model learnt from)
                   current:pd.DataFrame, # the current data (what it scores now)
                   columns:list|None=None, # the columns to test; None tests every reference column
@@ -174,7 +179,6 @@ def dataset_drift(reference:pd.DataFrame, # the reference data (what the model l
         missing = [c for c in columns if c not in df.columns]
         if missing: raise DataError(f"The {name} data lacks the column(s) {', '.join(map(repr, missing))}. "
                                     f"It has: {', '.join(map(str, df.columns))}.")
-    if not 0 < drift_share <= 1: raise ParameterError(f"The 'drift_share' parameter must lie in (0, 1]. Got {drift_share}.")
     kinds = kinds or {}
     results = {c: column_drift(reference[c], current[c], kinds.get(c), p_value, distance) for c in columns}
     drifted = [c for c, r in results.items() if r["drift"]]
@@ -236,7 +240,8 @@ def data_quality(reference:pd.DataFrame, # the reference data
     return {"columns": out, "issues": issues}
 
 # %% ../notebooks/drift.ipynb #d347cd50
-@validate_params({"n": Interval(int, 1), "shift": Interval(float), "mix": Interval(float, 0, 1)},
+@validate_params({"n": Interval(int, 1), "shift": Interval(float), "scale": Interval(float, 0, None, closed="neither"),
+                  "mix": Interval(float, 0, 1)},
                  chain={"simulate_rows": "n", "simulate_shift": "shift", "simulate_mix": "mix"})
 def simulate_batch(reference:pd.DataFrame, # the data to draw rows from (e.g. a package's reference data)
                    n:int=500, # rows to draw
@@ -251,7 +256,6 @@ def simulate_batch(reference:pd.DataFrame, # the data to draw rows from (e.g. a 
                   ) -> pd.DataFrame:
     "A simulated production batch: reference rows drawn with replacement, lightly noised, optionally shifted."
     if len(reference) == 0: raise DataError("The reference data is empty: there are no rows to draw a batch from.")
-    if scale <= 0: raise ParameterError(f"The 'scale' parameter must be positive. Got {scale}.")
     rng = np.random.default_rng(seed)
     out = reference.iloc[rng.integers(0, len(reference), n)].reset_index(drop=True)
     out = out.drop(columns=[c for c in exclude if c in out.columns])

@@ -153,7 +153,7 @@ def settle(run_json, # the run's run.json
            why:str, # what happened to the run, in words
           ) -> dict|None: # the record as now written, or None when it was left alone
     "Mark the run in `run_json` interrupted if it still says running, by the runner that died (not a newer one)."
-    from mlkit.runfolder import write_json
+    from mlkit.core import write_json
     path = Path(run_json)
     try: record = json.loads(path.read_text())
     except (OSError, ValueError): return None

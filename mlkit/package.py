@@ -4,18 +4,15 @@
 
 # %% ../notebooks/package.ipynb #d7adeced
 from __future__ import annotations
-import datetime as dt, hashlib, json, logging, shutil, sys, tempfile
+import datetime as dt, hashlib, json, shutil, sys, tempfile
 from pathlib import Path
-from .core import ModelPackageError, DataError, ParameterError, SchemaError
+from .core import ModelPackageError, DataError, write_json
 from .schema import Schema, infer_schema
-from .runfolder import write_json
-
-log = logging.getLogger("mlkit")
 
 # %% auto #0
-__all__ = ['log', 'FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'OUTPUT_FORMATS', 'versions', 'fingerprint', 'score_frame',
-           'typical_record', 'build_package', 'promote_package', 'default_model_card', 'ModelPackage', 'read_metadata',
-           'load_package', 'package_from_run', 'predict_file', 'check_in_fresh_process']
+__all__ = ['FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'versions', 'fingerprint', 'score_frame', 'typical_record', 'build_package',
+           'promote_package', 'ModelPackage', 'read_metadata', 'load_package', 'package_from_run',
+           'check_in_fresh_process']
 
 # %% ../notebooks/package.ipynb #aaf65e80
 FORMAT = "mlkit-model-package/1"
@@ -35,12 +32,6 @@ def fingerprint(X, y=None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
 # %% ../notebooks/package.ipynb #1e4163bb
@@ -79,49 +70,21 @@ def typical_record(X, # the training features (a DataFrame)
     return _records(pd.DataFrame(row, columns=X.columns))
 
 # %% ../notebooks/package.ipynb #0d7d89d7
-def _package_section(meta:dict) -> str:
-    "The model card's section on the package: version, inputs, limits and how to use it."
-    from mlkit.data import conversion_example
-    s = meta["schema"]["columns"]
-    rows = []
-    for c in s:
-        what = c["kind"]
-        if c["kind"] == "number" and c["min"] is not None: what += f", {c['min']:.6g} to {c['max']:.6g}"
-        if c["categories"] is not None and c["kind"] == "text":
-            what += f", {len(c['categories'])} categories" + ("; others scored with a warning" if c["unseen"] == "flag" else "; others refused")
-        if c.get("conversion"): what += f"; text written like `{conversion_example(c['conversion'])}` is read too"
-        rows.append(f"| `{c['name']}` | {what} | {'yes' if c['nullable'] else 'no'} |")
-    verdict = meta["metrics"].get("test_verdict") or {}
-    test_line = (f"Test {verdict['metric']} = {verdict['score']:.4g} against a threshold of {verdict['threshold']:.4g}: "
-                 f"{'passed' if verdict.get('passed') else 'not passed'}." if verdict.get("score") is not None else "")
-    return "\n".join([
-        "## Package", "",
-        f"- Model version: `{meta['model_version']}` (built {meta['created']})",
-        f"- Estimator: {meta['estimator']}; task: {meta['task']}; target: `{meta['target']}`"
-        + (f"; classes: {', '.join(map(str, meta['classes']))}" if meta.get("classes") else ""),
-        f"- Trained on {meta['training_data']['rows']} rows (data fingerprint `{meta['training_data']['fingerprint'][:16]}…`)",
-        f"- Built with scikit-learn {meta['versions']['sklearn']}, skops {meta['versions']['skops']}, Python {meta['versions']['python']}; "
-        "it loads only under the same scikit-learn version.", *( [f"- {test_line}"] if test_line else []), "",
-        "### Inputs", "", "Every record must give every input below (send `null` where missing values are allowed). "
-        "Numbers outside the training range are scored with a warning: the model extrapolates there.", "",
-        "| input | kind | may be missing |", "| --- | --- | --- |", *rows, "",
-        "### Use", "", "```bash", "mlkit serve MODEL_DIR --port 8000        # HTTP: POST /predict {\"records\": [...]}",
-        "mlkit predict MODEL_DIR new.csv --out scored.csv", "```", ""])
-
-# %% ../notebooks/package.ipynb #7fc8c832
 def build_package(pipeline, # the fitted pipeline (preprocessing and model)
                   X_train, # the training features, as the pipeline was fitted on them
                   y_train, # the training target
                   problem, # the `Problem` (task, target, metric, threshold, context)
                   metrics:dict, # {'validation': {...}, 'test': {...}}, optionally 'test_verdict'
                   out_dir, # the package folder to write (replaced if it exists)
-                  model_card:str|None=None, # the model card's text (markdown); a package section is appended
+                  model_card:str|None=None, # the model card's text (markdown); None writes `mlkit.card.model_card`'s; a package section is appended
                   max_reference_rows:int=MAX_REFERENCE_ROWS, # sample the reference data down to this many rows
                   conversions:dict|None=None, # column -> how its raw text was read in cleaning (`clean_data`'s third result); replayed on raw input
                  ) -> Path: # the package folder
     "Write a model package: pipeline (skops), metadata with the input schema, model card and reference data."
     import pandas as pd
     from mlkit.persist import save_model
+    from mlkit.sources import file_sha256
+    from mlkit.card import model_card as write_card, package_section
     if not isinstance(X_train, pd.DataFrame) or len(X_train) == 0:
         raise DataError("The training features must be a non-empty DataFrame with named columns.")
     if len(y_train) != len(X_train):
@@ -147,7 +110,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
         except Exception as e:
             raise ModelPackageError(f"skops could not save the pipeline ({type(e).__name__}: {e}). Column lists inside a "
                                     "ColumnTransformer must be plain lists of names (not a pandas Index).") from e
-        sha = _sha256(tmp/FILES["model"])
+        sha = file_sha256(tmp/FILES["model"])
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         ref = X_train.assign(**{problem.target: y_train})
         if len(ref) > max_reference_rows: ref = ref.sample(max_reference_rows, random_state=problem.seed).sort_index()
@@ -171,8 +134,8 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
             "files": {"model": {"path": FILES["model"], "sha256": sha}},
         }
         write_json(tmp/FILES["metadata"], meta)
-        card = (model_card.rstrip() + "\n\n") if model_card else default_model_card(meta) + "\n\n"
-        (tmp/FILES["card"]).write_text(card + _package_section(meta))
+        card = model_card or write_card(problem, pipeline, metrics.get("test"), validation=metrics.get("validation"))
+        (tmp/FILES["card"]).write_text(card.rstrip() + "\n\n" + package_section(meta))
         promote_package(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -192,24 +155,6 @@ def promote_package(candidate, # a complete package folder (e.g. one that passed
     candidate.rename(out_dir)
     if old is not None: shutil.rmtree(old, ignore_errors=True)
     return out_dir
-
-# %% ../notebooks/package.ipynb #d00641ee
-def default_model_card(meta:dict) -> str:
-    "A model card written from a package's metadata, for when no stage wrote one."
-    lines = [f"# Model card: predicting `{meta['target']}`", "",
-             f"A {meta['estimator']} for {meta['task']}, judged by {meta['metric']} "
-             f"(success threshold {meta['success_threshold']:.4g}).", ""]
-    if meta.get("context"): lines += ["## Intended use", "", meta["context"], ""]
-    sections = {k: v for k, v in meta["metrics"].items() if isinstance(v, dict) and k != "test_verdict" and v}
-    if sections:
-        names = sorted({n for v in sections.values() for n in v})
-        lines += ["## Metrics", "", "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        lines += [f"| {k} | " + " | ".join(f"{v[n]:.4g}" if isinstance(v.get(n), (int, float)) else "" for n in names) + " |"
-                  for k, v in sections.items()]
-        lines.append("")
-    lines += ["## Limitations", "", "The model has seen only the training data described below; rows unlike it "
-              "(new categories, values outside the training ranges) are scored with a warning and deserve less trust.", ""]
-    return "\n".join(lines)
 
 # %% ../notebooks/package.ipynb #efa09ed1
 class ModelPackage:
@@ -283,7 +228,8 @@ def load_package(model_dir, # the package folder
             f"loaded. Install the version it was built with (pip install 'scikit-learn=={built}'), or rebuild the "
             "package under this one (re-run 06_train to 10_deploy).")
     want = meta["files"]["model"]["sha256"]
-    if _sha256(d/FILES["model"]) != want:
+    from mlkit.sources import file_sha256
+    if file_sha256(d/FILES["model"]) != want:
         raise ModelPackageError(f"{d/FILES['model']} is not the file this package was built with (its SHA-256 differs "
                                 "from metadata.json). Rebuild the package rather than replacing the model file.")
     return ModelPackage(d, meta, load_model(d/FILES["model"]))
@@ -306,36 +252,6 @@ def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
     card = run.require("model_card").read_text() if run.exists("model_card") else None
     conversions = run.load_json("conversions") if run.exists("conversions") else None  # raw text read as numbers or dates in 02
     return build_package(pipeline, X, y, problem, metrics, out_dir or run.file("package"), card, conversions=conversions)
-
-# %% ../notebooks/package.ipynb #b075c2e1
-OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-def predict_file(model_dir, # the model package folder
-                 input, # the rows to score: a CSV, Parquet or Excel file, or a `mlkit.sources.Source` (e.g. a database query)
-                 out, # where to write the scored rows: .csv or .parquet
-                 extra:str="refuse", # input columns the model does not know: 'refuse', or 'keep' to carry them to the output
-                ) -> Path: # the written file
-    "Score a CSV or Parquet file with a model package and write the rows with `prediction` (and `proba_*`) columns."
-    import pandas as pd
-    from mlkit.sources import load_data
-    out = Path(out).expanduser()
-    if out.suffix.lower() not in OUTPUT_FORMATS:
-        raise ParameterError(f"The output file must end in {', '.join(OUTPUT_FORMATS)}. Got {str(out)!r}.")
-    pkg = load_package(model_dir)
-    df = load_data(input)
-    taken = [c for c in df.columns if str(c) == "prediction" or str(c).startswith("proba_")]
-    if taken and extra == "keep":
-        raise SchemaError(f"The input already has column(s) {', '.join(map(repr, taken))}, which the output uses. Rename or drop them.")
-    pred = pkg.predict(df, extra=extra)
-    for w in pred.attrs["warnings"]:
-        log.warning(f"{w['count']} row(s): {w['message']} (first rows: {w['records'][:5]})")
-    result = pd.concat([df.reset_index(drop=True), pred.reset_index(drop=True)], axis=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if OUTPUT_FORMATS[out.suffix.lower()] == "csv": result.to_csv(tmp, index=False)
-    else: result.to_parquet(tmp, index=False)
-    tmp.replace(out)
-    return out
 
 # %% ../notebooks/package.ipynb #0eab0539
 def check_in_fresh_process(model_dir, # the package folder

@@ -4,13 +4,12 @@
 
 # %% ../notebooks/runfolder.ipynb #eff4c68d
 from __future__ import annotations
-import json, datetime as dt
+import json
 from pathlib import Path
-import numpy as np
-from .core import StageError
+from .core import StageError, write_json
 
 # %% auto #0
-__all__ = ['LAYOUT', 'write_json', 'RunFolder']
+__all__ = ['LAYOUT', 'RunFolder']
 
 # %% ../notebooks/runfolder.ipynb #339860c5
 LAYOUT = {
@@ -36,27 +35,15 @@ LAYOUT = {
     "model_card":     ("reports/model_card.md",         "09_test"),
     "package":        ("model",                         "10_deploy"),
     "deploy":         ("deploy.json",                   "10_deploy"),
+    "monitoring":     ("monitoring",                    "11_monitor"),  # monitor.json and monitor.html of the last batch
     "monitor":        ("monitoring/monitor.json",       "11_monitor"),
+    "monitor_report": ("monitoring/monitor.html",       "11_monitor"),
+    "retrain_data":   ("monitoring/retrain_data.parquet", "11_monitor"),  # reference + half the newly labelled rows
+    "new_test":       ("monitoring/new_test.parquet",   "11_monitor"),  # the other half: tests both models
+    "candidate":      ("monitoring/candidate",          "11_monitor"),  # the refitted model package
+    "comparison":     ("monitoring/comparison.json",    "11_monitor"),  # candidate against current: promote or keep
     "run":            ("run.json",                      "mlkit run"),
 }
-
-# %% ../notebooks/runfolder.ipynb #3814239d
-def _jsonable(o):
-    "Turn numpy scalars, arrays, paths and timestamps into plain JSON values."
-    if isinstance(o, np.generic): return o.item()
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, (Path,)): return str(o)
-    if isinstance(o, (dt.date, dt.datetime)): return o.isoformat()
-    if hasattr(o, "isoformat"): return o.isoformat()
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
-
-def write_json(path, obj) -> Path:
-    "Write `obj` as indented JSON to `path` atomically (numpy values become plain numbers)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n")
-    tmp.replace(path)
-    return path
 
 # %% ../notebooks/runfolder.ipynb #bc4f9837
 class RunFolder:

@@ -8,7 +8,7 @@ import csv, hashlib, json, os, re, unicodedata
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import pandas as pd
-from .core import DataError, ParameterError
+from .core import DataError, ParameterError, write_json
 from .data import BUILTIN_DATASETS
 
 # %% auto #0
@@ -426,9 +426,7 @@ def keep_rows(df:pd.DataFrame, # the rows read from a database
     "Keep rows read from a database in `folder` (Parquet, and `source.json` saying where they came from)."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     tmp = folder/(SNAPSHOT + ".tmp"); df.to_parquet(tmp, index=False); tmp.replace(folder/SNAPSHOT)
-    tmp = folder/(SNAPSHOT_INFO + ".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in info.items() if k != "reused"}, indent=2, default=str) + "\n")
-    tmp.replace(folder/SNAPSHOT_INFO)
+    write_json(folder/SNAPSHOT_INFO, {k: v for k, v in info.items() if k != "reused"})
     return folder/SNAPSHOT
 
 # %% ../notebooks/sources.ipynb #44654c17

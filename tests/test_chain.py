@@ -77,6 +77,19 @@ def test_stage_outputs_are_in_the_run_folder(classification_run):
     assert list((out / "reports" / "figures").glob("*.png"))
 
 
+def test_monitoring_results_are_in_the_run_folder(classification_run):
+    """11_monitor writes its results under LAYOUT names; on the default problem week 2 calls for retraining."""
+    _, out = classification_run
+    from mlkit.runfolder import RunFolder
+    run = RunFolder(out)
+    assert run.exists("monitor") and run.exists("monitor_report") and run.load_json("monitor")["verdict"] == "retrain"
+    for key in ["retrain_data", "new_test", "comparison"]:
+        assert run.exists(key), key
+    assert (run.require("candidate") / "model_card.md").exists()
+    comparison = run.load_json("comparison")
+    assert comparison["decision"] in ("promote", "keep current") and comparison["rows"] == len(run.load_frame("new_test"))
+
+
 def test_regression_on_the_same_data(tmp_path):
     out = tmp_path / "reg"
     r = mlkit("run", "-p", "task", "regression", "-p", "target", "body_mass_g", "--out", str(out), cwd=tmp_path)

@@ -103,7 +103,7 @@ def package(prepared, tmp_path_factory):
 
 
 def test_a_raw_file_scores_as_the_clean_data(prepared, package, tmp_path):
-    from mlkit.package import predict_file
+    from mlkit.batch import predict_file
     raw, _ = prepared
     path, pipe, X = package
     raw.drop(columns="y").head(30).replace(np.inf, np.nan).to_csv(tmp_path / "raw.csv", index=False)

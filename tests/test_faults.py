@@ -208,7 +208,7 @@ def test_kernel_killed_mid_stage_fails_the_stage_and_stops_its_processes(lab):
 def test_a_folder_another_run_is_writing_into_is_refused(lab):
     tmp, env, mark = lab
     from mlkit.guard import process_identity
-    from mlkit.runfolder import write_json
+    from mlkit.core import write_json
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:
         write_json(tmp / "run" / "run.json", {"status": "running", "run_dir": str(tmp / "run"), "params": {},

@@ -9,7 +9,8 @@ import pytest
 
 from mlkit.core import DataError, ModelPackageError, SchemaError, ParameterError
 from mlkit.drift import column_drift, dataset_drift, simulate_batch, SMALL_REFERENCE
-from mlkit.monitor import run_monitor, compare_packages, refit_package, VERDICTS
+from mlkit.monitor import run_monitor, VERDICTS
+from mlkit.retrain import compare_packages, refit_package
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +196,7 @@ def test_bad_inputs_get_clear_errors(clf_package, clf_reference, tmp_path):
         run_monitor(clf_package, tmp_path / "broken.parquet", out_dir=None)
     with pytest.raises(ModelPackageError, match="No model package at"):
         run_monitor(tmp_path / "no-model", batch, out_dir=None)
-    with pytest.raises(ParameterError, match="'drift_share' parameter must lie in"):
+    with pytest.raises(ParameterError, match="The 'drift_share' parameter must be a number in the range \(0, 1\]"):
         run_monitor(clf_package, batch, out_dir=None, drift_share=0)
 
 
@@ -315,3 +316,26 @@ def test_database_passwords_stay_out_of_errors_and_reports(clf_package, clf_refe
     with pytest.raises(DataError) as e:  # no driver for this database here: a clear error, and no password in it
         run_monitor(clf_package, "mysql+nosuchdriver://bob:s3cret@db.example/log", out_dir=None)
     assert "s3cret" not in str(e.value) and "bob:***@db.example" in str(e.value)
+
+
+# --- the 11_monitor template ---------------------------------------------------------------------------------
+
+def test_monitor_template_skips_when_nothing_was_deployed(tmp_path):
+    """With no model deployed, 11_monitor stops at once with `StageSkipped` and the reason; it runs nothing else."""
+    import nbformat, papermill as pm
+    from pathlib import Path
+    from conftest import fabricate_run
+    run = fabricate_run(tmp_path / "run", passed=False)
+    why = "The test balanced_accuracy of 0.333 misses the success criterion (at least 0.8), so the model is not deployed."
+    run.save_json("deploy", {"deployed": False, "reason": why, "package": None})
+    out = tmp_path / "run" / "11_monitor.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(Path(__file__).parents[1] / "templates" / "11_monitor.ipynb"), str(out),
+                            parameters={"run_dir": str(run.path)}, kernel_name="python3", progress_bar=False)
+    assert e.value.ename == "StageSkipped"
+    assert "Nothing was deployed, so there is no model in production to monitor" in e.value.evalue and why in e.value.evalue
+    nb = nbformat.read(out, as_version=4)
+    ran = [c for c in nb.cells if c.cell_type == "code" and c.get("execution_count")]
+    assert [c.metadata.get("tags", []) for c in ran[:2]] == [["parameters"], ["injected-parameters"]]
+    assert len(ran) == 3 and ran[2].outputs[-1].ename == "StageSkipped"  # one cell says why, once, and nothing runs after it
+    assert not (run.path / "monitoring").exists()

@@ -10,7 +10,8 @@ import sklearn
 from palmerpenguins import load_penguins
 from conftest import fabricate_run
 from mlkit.core import DataError, ModelPackageError, ParameterError, SchemaError
-from mlkit.package import FILES, build_package, fingerprint, load_package, package_from_run, predict_file
+from mlkit.package import FILES, build_package, fingerprint, load_package, package_from_run
+from mlkit.batch import predict_file
 
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
 

@@ -19,8 +19,8 @@ SECTIONS = [
     ("Foundations", ["core", "constraints", "metrics", "problem"]),
     ("Data in", ["sources", "data", "profiling"]),
     ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
-    ("The model in use", ["persist", "package", "schema", "predlog", "serve"]),
-    ("Watching it", ["drift", "monitor"]),
+    ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
+    ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
     ("The chain", ["runfolder", "cache", "runner", "guard", "cli"]),
 ]
 DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
