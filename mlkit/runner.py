@@ -9,7 +9,7 @@ from pathlib import Path
 from functools import lru_cache
 from .core import MlkitError, ParameterError, DataError, StageError, StageSkipped
 from .runfolder import RunFolder, write_json
-from .stages import LAYOUT, stage_names, template, resolve_stage, resume_command, shell_path
+from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages, run_command, resume_command, shell_path
 
 # %% auto #0
 __all__ = ['PATH_PARAMETERS', 'KERNEL_NAME', 'PRELOAD', 'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths',
@@ -468,6 +468,12 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     if previous and start is None and state == "succeeded":
         raise ParameterError(f"{str(out)!r} already holds a succeeded run; mlkit never overwrites a good result. "
                              f"Choose a new --out, or re-run part of it with --from STAGE.")
+    before = missing_stages(run.path, names[i0:i1 + 1])  # what the stages read that no earlier run of this folder wrote
+    if before:
+        first = None if previous is None and before[0] == names[0] else before[0]
+        raise ParameterError(f"{names[i0]} cannot start yet: {', '.join(before)} {'has' if len(before) == 1 else 'have'} "
+                             f"not run in {_quote(run.path)}, and the stages from {names[i0]} on need their results. "
+                             f"Run {'it' if len(before) == 1 else 'them'} too: {run_command(_quote(out), first, stop and names[i1])}")
     given = dict(params or {})
     if previous and start is not None:  # resuming: same parameters as before unless overridden
         known = chain_parameters()

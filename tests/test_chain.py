@@ -118,20 +118,30 @@ def test_own_csv_with_string_category_and_missing_values(tmp_path):
 
 
 def test_failed_stage_is_reported_and_resumable(tmp_path):
+    from palmerpenguins import load_penguins
+    load_penguins().to_csv(tmp_path / "birds.csv", index=False)
     out = tmp_path / "run"
-    r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
+    r = mlkit("run", "--out", str(out), "--to", "01_define", "-p", "data", "birds.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     # a succeeded run is never overwritten
     r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
     assert r.returncode == 2 and "never overwrites a good result" in r.stderr
-    # break the run folder: stage 02 needs the problem definition
+    # a stage whose inputs are missing is refused before any kernel starts, with the command that makes them
     (out / "problem.json").rename(out / "problem.json.bak")
+    r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "02_prepare cannot start yet: 01_define has not run in run" in r.stderr
+    assert "Run it too: mlkit run --out run --from 01_define --to 02_prepare" in r.stderr
+    (out / "problem.json.bak").rename(out / "problem.json")
+    # break the run: the data changes after 01_define read it, so stage 02 fails
+    (tmp_path / "birds.csv").rename(tmp_path / "birds.csv.bak")
+    load_penguins().head(300).to_csv(tmp_path / "birds.csv", index=False)
     r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
     assert r.returncode == 1
     err = r.stderr
     assert "stage 02_prepare failed" in err
     assert "cell:" in err and "In [" in err
-    assert "StageError: 02_prepare needs the results of 01_define, which is not in" in err
+    assert "DataError: The data changed since this run first read it" in err
     assert "02_prepare.ipynb" in err
     assert "resume:   mlkit run --out run --from 02_prepare" in err  # relative to where it was run
     assert "Traceback" not in err
@@ -141,7 +151,7 @@ def test_failed_stage_is_reported_and_resumable(tmp_path):
     nb = nbformat.read(out / "02_prepare.ipynb", as_version=4)  # kept, with the failing cell marked
     assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
     # mend and resume with the command it printed
-    (out / "problem.json.bak").rename(out / "problem.json")
+    (tmp_path / "birds.csv.bak").replace(tmp_path / "birds.csv")
     r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rec = load_run(out)
