@@ -39,7 +39,8 @@ def main():
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--skip-profile", action="store_true", help="skip the 1,000,000-row profiling figure")
     args = ap.parse_args()
-    from mlkit.runner import check_params, parse_value, stages, template_parameters, templates_dir
+    from mlkit.runner import check_params, parse_value, template_parameters
+    from mlkit.stages import stage_names, template
 
     given = {k: parse_value(v) for k, v in args.p}
     env = {**os.environ, "MPLBACKEND": "Agg"}
@@ -56,8 +57,8 @@ def main():
         full = check_params(given)
         full["run_dir"] = str(floor_dir)
         specs = template_parameters()
-        per_stage = {s: {k: full[k] for k in specs[s] if k in full} for s in stages()}
-        tpl = [(s, str(templates_dir() / f"{s}.ipynb")) for s in stages()]
+        per_stage = {s: {k: full[k] for k in specs[s] if k in full} for s in stage_names()}
+        tpl = [(s, str(template(s))) for s in stage_names()]
         t = time.perf_counter()
         f = subprocess.run([sys.executable, "-c", FLOOR, json.dumps(per_stage), json.dumps(tpl)],
                            capture_output=True, text=True, env=env, cwd=tmp)

@@ -73,10 +73,10 @@ def params():
 @click.argument("dest", type=click.Path(file_okay=False), default="mlkit-templates")
 def templates(dest):
     "Copy the workflow templates into DEST, to open in JupyterLab."
-    from mlkit.runner import templates_dir
+    from mlkit.stages import stage_names, template
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     copied = []
-    for p in sorted(templates_dir().glob("[0-9][0-9]_*.ipynb")):
+    for p in map(template, stage_names()):
         if (dest/p.name).exists(): click.echo(f"kept {dest/p.name} (already there)", err=True); continue
         shutil.copy(p, dest/p.name); copied.append(p.name)
     click.echo(f"copied {len(copied)} templates to {dest}")

@@ -4,12 +4,12 @@
 
 # %% ../notebooks/core.ipynb #37da9dd6
 from __future__ import annotations
-import difflib, json
+import json
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
-           'StageSkipped', 'one_of', 'check_one_of', 'write_json']
+           'StageSkipped', 'write_json']
 
 # %% ../notebooks/core.ipynb #f2adafc0
 class MlkitError(Exception):
@@ -47,23 +47,6 @@ class ServiceError(MlkitError, RuntimeError):
 class StageSkipped(MlkitError):
     "Raised by a stage that has nothing to do (e.g. 10_deploy after a failed test); `mlkit run` records it as skipped."
     exit_code = 0
-
-# %% ../notebooks/core.ipynb #e326657a
-def one_of(name:str, # the parameter's name
-           value, # the value given
-           allowed, # the values allowed
-           what:str="parameter", # what kind of thing `name` is, for the message
-          ) -> str: # a message naming the parameter, the allowed values and what was given
-    "The message for a value that is not among the allowed ones."
-    allowed = [str(a) for a in allowed]
-    msg = f"The {name!r} {what} must be one of {', '.join(repr(a) for a in allowed)}. Got {value!r}."
-    close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
-    return msg + (f" Did you mean {close[0]!r}?" if close else "")
-
-def check_one_of(name:str, value, allowed, what:str="parameter"):
-    "Return `value` if it is in `allowed`, else raise `ParameterError` saying what is allowed."
-    if value not in allowed: raise ParameterError(one_of(name, value, allowed, what))
-    return value
 
 # %% ../notebooks/core.ipynb #b6614199
 def _jsonable(o):

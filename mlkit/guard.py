@@ -4,13 +4,13 @@
 
 # %% ../notebooks/guard.ipynb #3f579983
 from __future__ import annotations
-import os, sys, json, time, uuid, shlex, signal, socket, argparse, threading, subprocess, datetime as dt
+import os, sys, json, time, uuid, signal, socket, argparse, threading, subprocess, datetime as dt
 from pathlib import Path
+from .stages import resume_command, shell_path as _here
 
 # %% auto #0
-__all__ = ['TOKEN_VAR', 'SIGNALS', 'process_identity', 'same_process', 'process_alive', 'run_state', 'resume_command',
-           'mark_interrupted', 'token_processes', 'stop_processes', 'RunInterrupted', 'settle', 'guard', 'main',
-           'RunGuard']
+__all__ = ['TOKEN_VAR', 'SIGNALS', 'process_identity', 'same_process', 'process_alive', 'run_state', 'mark_interrupted',
+           'token_processes', 'stop_processes', 'RunInterrupted', 'settle', 'guard', 'main', 'RunGuard']
 
 # %% ../notebooks/guard.ipynb #f8e8ccdf
 TOKEN_VAR = "MLKIT_RUN_TOKEN"  # the environment variable every process of a run inherits
@@ -47,19 +47,6 @@ def run_state(record:dict, # a run record (run.json's content)
     return {True: "running", False: "interrupted", None: "unknown"}[alive]
 
 # %% ../notebooks/guard.ipynb #37857563
-def _here(path) -> str:
-    "`path` relative to the working folder when it is below it, quoted for a shell."
-    p = str(path)
-    try: p = str(Path(p).relative_to(Path.cwd()))
-    except ValueError: pass
-    return shlex.quote(p)
-
-def resume_command(run_dir, # the run folder
-                   stage:str, # the stage to resume from
-                  ) -> str:
-    "The command that resumes the run in `run_dir` from `stage`."
-    return f"mlkit run --out {_here(run_dir)} --from {stage}"
-
 def mark_interrupted(record:dict, # a run record (run.json's content); changed in place
                      why:str, # what stopped the run, in words
                      resume_from:str|None=None, # the stage to resume from (default: the one that was running)

@@ -11,8 +11,7 @@ from .schema import Schema, infer_schema
 
 # %% auto #0
 __all__ = ['FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'versions', 'fingerprint', 'score_frame', 'typical_record', 'build_package',
-           'promote_package', 'ModelPackage', 'read_metadata', 'load_package', 'package_from_run',
-           'check_in_fresh_process']
+           'promote_package', 'ModelPackage', 'read_metadata', 'load_package', 'check_in_fresh_process']
 
 # %% ../notebooks/package.ipynb #aaf65e80
 FORMAT = "mlkit-model-package/1"
@@ -233,25 +232,6 @@ def load_package(model_dir, # the package folder
         raise ModelPackageError(f"{d/FILES['model']} is not the file this package was built with (its SHA-256 differs "
                                 "from metadata.json). Rebuild the package rather than replacing the model file.")
     return ModelPackage(d, meta, load_model(d/FILES["model"]))
-
-# %% ../notebooks/package.ipynb #d5e59ed9
-def package_from_run(run, # a `RunFolder` where 08_tune and 09_test have run
-                     split:str|None=None, # the split the tuned pipeline was fitted on; None reads 08_tune's `refit_on`
-                     out_dir=None, # where to write the package (default: `run.file('package')`, the run's `model/`)
-                    ) -> Path: # the package folder
-    "Build the model package of a run from its tuned pipeline, training split, metrics and model card."
-    from mlkit.split import load_split
-    problem = run.problem()
-    pipeline = run.load_model("tuned")
-    if split is None:  # 08_tune records the rows it refitted on; the package describes exactly those
-        split = run.load_json("tuning").get("refit_on", "train") if run.exists("tuning") else "train"
-    X, y = load_split(run, split)
-    test = run.load_json("test")
-    metrics = {"validation": run.load_json("validation").get("metrics", {}), "test": test.get("metrics", {}),
-               "test_verdict": {k: test.get(k) for k in ("metric", "score", "threshold", "passed")}}
-    card = run.require("model_card").read_text() if run.exists("model_card") else None
-    conversions = run.load_json("conversions") if run.exists("conversions") else None  # raw text read as numbers or dates in 02
-    return build_package(pipeline, X, y, problem, metrics, out_dir or run.file("package"), card, conversions=conversions)
 
 # %% ../notebooks/package.ipynb #0eab0539
 def check_in_fresh_process(model_dir, # the package folder

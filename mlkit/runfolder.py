@@ -6,68 +6,40 @@
 from __future__ import annotations
 import json
 from pathlib import Path
-from .core import StageError, write_json
+import numpy as np
+from .core import StageError, DataError, write_json
+from .stages import LAYOUT, check_ready, missing_file
 
 # %% auto #0
-__all__ = ['LAYOUT', 'RunFolder']
-
-# %% ../notebooks/runfolder.ipynb #339860c5
-LAYOUT = {
-    "problem":        ("problem.json",                  "01_define"),
-    "raw":            ("data/raw/source.parquet",       "01_define"),  # rows read from a database (only then)
-    "source":         ("data/raw/source.json",          "01_define"),  # where those rows came from
-    "clean":          ("data/processed/clean.parquet",  "02_prepare"),
-    "cleaning_log":   ("reports/cleaning_log.json",     "02_prepare"),
-    "conversions":    ("reports/conversions.json",      "02_prepare"),
-    "profile":        ("reports/profile.html",          "02_prepare"),
-    "preprocessor":   ("models/preprocessor.skops",     "03_features"),
-    "feature_plan":   ("reports/feature_plan.csv",      "03_features"),
-    "splits":         ("data/processed/splits.parquet", "04_split"),
-    "split_checks":   ("reports/split_checks.json",     "04_split"),
-    "leaderboard":    ("reports/leaderboard.csv",       "05_select"),
-    "chosen":         ("models/chosen.json",            "05_select"),
-    "pipeline":       ("models/pipeline.skops",         "06_train"),
-    "validation":     ("metrics/validation.json",       "07_evaluate"),
-    "search_results": ("reports/search_results.csv",    "08_tune"),
-    "tuning":         ("reports/tuning.json",           "08_tune"),
-    "tuned":          ("models/tuned.skops",            "08_tune"),
-    "test":           ("metrics/test.json",             "09_test"),
-    "model_card":     ("reports/model_card.md",         "09_test"),
-    "package":        ("model",                         "10_deploy"),
-    "deploy":         ("deploy.json",                   "10_deploy"),
-    "monitoring":     ("monitoring",                    "11_monitor"),  # monitor.json and monitor.html of the last batch
-    "monitor":        ("monitoring/monitor.json",       "11_monitor"),
-    "monitor_report": ("monitoring/monitor.html",       "11_monitor"),
-    "retrain_data":   ("monitoring/retrain_data.parquet", "11_monitor"),  # reference + half the newly labelled rows
-    "new_test":       ("monitoring/new_test.parquet",   "11_monitor"),  # the other half: tests both models
-    "candidate":      ("monitoring/candidate",          "11_monitor"),  # the refitted model package
-    "comparison":     ("monitoring/comparison.json",    "11_monitor"),  # candidate against current: promote or keep
-    "run":            ("run.json",                      "mlkit run"),
-}
+__all__ = ['RunFolder']
 
 # %% ../notebooks/runfolder.ipynb #bc4f9837
 class RunFolder:
-    "A run folder: the files each stage reads and writes, by the names in `LAYOUT`."
+    "A run folder: the files each stage reads and writes, by their names in `mlkit.stages.LAYOUT`."
     def __init__(self, path): self.path = Path(path).expanduser().absolute()
     def __repr__(self): return f"RunFolder('{self.path}')"
 
+    def _path(self, key:str) -> Path: return self.path/(LAYOUT[key].path if key in LAYOUT else key)
+
     def file(self, key:str) -> Path:
         "The path of `key` (a `LAYOUT` name or a path relative to the run folder); its folder is created."
-        rel = LAYOUT[key][0] if key in LAYOUT else key
-        p = self.path/rel
+        p = self._path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def exists(self, key:str) -> bool: return (self.path/(LAYOUT[key][0] if key in LAYOUT else key)).exists()
+    def exists(self, key:str) -> bool: return self._path(key).exists()
 
     def require(self, key:str) -> Path:
-        "The path of `key`, or a `StageError` naming the stage that writes it when it is missing."
-        p = self.path/(LAYOUT[key][0] if key in LAYOUT else key)
-        if not p.exists():
-            stage = LAYOUT[key][1] if key in LAYOUT else "an earlier stage"
-            raise StageError(f"{p} is missing: run {stage} first with run_dir={str(self.path)!r} "
-                             f"(or `mlkit run --out {self.path} --to {stage}`).")
+        "The path of `key`, or a `StageError` naming the stages that write it when it is missing."
+        p = self._path(key)
+        if not p.exists(): raise StageError(missing_file(self.path, key))
         return p
+
+    def ready_for(self, stage:str, # the stage about to run, e.g. '05_select'
+                 ) -> RunFolder: # this run folder
+        "This run folder, once it holds every file `stage` reads; else one `StageError` naming every stage to run first."
+        check_ready(self.path, stage)
+        return self
 
     def save_json(self, key, obj) -> Path: return write_json(self.file(key), obj)
     def load_json(self, key): return json.loads(self.require(key).read_text())
@@ -104,9 +76,19 @@ class RunFolder:
         return p
 
     def problem(self):
-        "The problem definition written by `01_define`."
+        "The problem definition (`problem.json`)."
         from mlkit.problem import Problem
         return Problem.from_dict(self.load_json("problem"))
+
+    def split(self, name:str, # 'train', 'validation', 'test' or 'train+validation'
+             ) -> tuple: # (X: the features, y: the target)
+        "The features and target of one split of the clean data."
+        from mlkit.split import select_split
+        problem, clean, splits = self.problem(), self.load_frame("clean"), self.load_frame("splits")
+        try: return select_split(clean, splits, name, problem.target)
+        except DataError as e:
+            raise StageError(f"{e} The clean data changed after {LAYOUT['splits'].writer} made the splits: "
+                             f"run {LAYOUT['splits'].writer} again.") from None
 
 def _default_index(df) -> bool:
     import pandas as pd

@@ -7,43 +7,14 @@ from __future__ import annotations
 import os, sys, json, time, shlex, tempfile, datetime as dt, difflib
 from pathlib import Path
 from functools import lru_cache
-from .core import MlkitError, ParameterError, DataError, StageError
-from .runfolder import RunFolder, write_json, LAYOUT
+from .core import MlkitError, ParameterError, DataError, StageError, StageSkipped
+from .runfolder import RunFolder, write_json
+from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages, run_command, resume_command, shell_path
 
 # %% auto #0
-__all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'templates_dir', 'stages', 'resolve_stage',
-           'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file',
-           'check_params', 'data_source', 'check_problem', 'chain_constraints', 'check_settings', 'StageFailed',
-           'new_run_dir', 'run_chain']
-
-# %% ../notebooks/runner.ipynb #e21bc56b
-def templates_dir() -> Path:
-    "The folder holding the workflow templates (`$MLKIT_TEMPLATES` when set, e.g. a workshop's own variants)."
-    if os.environ.get("MLKIT_TEMPLATES"):
-        d = Path(os.environ["MLKIT_TEMPLATES"]).expanduser()
-        if not any(d.glob("[0-9][0-9]_*.ipynb")):
-            raise ParameterError(f"MLKIT_TEMPLATES={str(d)!r} holds no templates named like '01_define.ipynb'.")
-        return d
-    here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().resolve().parent/"mlkit"
-    for d in (here/"templates", here.parent/"templates"):
-        if any(d.glob("[0-9][0-9]_*.ipynb")): return d
-    raise StageError(f"No templates found beside {here}. Reinstall mlkit (`pip install .` from a checkout).")
-
-def stages() -> list:
-    "The stage names, in order: the templates' file names without `.ipynb`."
-    return [p.stem for p in sorted(templates_dir().glob("[0-9][0-9]_*.ipynb"))]
-
-# %% ../notebooks/runner.ipynb #609c1bf3
-def resolve_stage(name:str, # '05_select', '05', '5' or 'select'
-                 ) -> str:
-    "The full stage name for `name`, or a `ParameterError` listing the stages."
-    names = stages()
-    for s in names:
-        num, word = s.split("_", 1)
-        if str(name) in (s, num, word) or (str(name).isdigit() and int(name) == int(num)): return s
-    close = difflib.get_close_matches(str(name), names + [s.split("_", 1)[1] for s in names], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ParameterError(f"There is no stage {name!r}. The stages are: {', '.join(names)}.{hint}")
+__all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'template_parameters', 'chain_parameters', 'parse_value',
+           'resolve_paths', 'load_params_file', 'check_params', 'data_source', 'check_problem', 'chain_constraints',
+           'check_settings', 'StageFailed', 'new_run_dir', 'run_chain']
 
 # %% ../notebooks/runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
@@ -61,8 +32,8 @@ def _inspect(path:str, mtime:float) -> dict:
 def template_parameters() -> dict:
     "For each stage, its parameters: name → dict(type, default, help)."
     out = {}
-    for s in stages():
-        p = templates_dir()/f"{s}.ipynb"
+    for s in stage_names():
+        p = template(s)
         out[s] = {n: dict(type=v["inferred_type_name"], default=v["default"], help=v["help"])
                   for n, v in _inspect(str(p), p.stat().st_mtime).items()}
     return out
@@ -275,7 +246,7 @@ def _stop_kernel(km):
 
 # %% ../notebooks/runner.ipynb #77095dd9
 import signal, logging, threading
-from .guard import RunGuard, RunInterrupted, run_state, process_identity, mark_interrupted, resume_command
+from .guard import RunGuard, RunInterrupted, run_state, process_identity, mark_interrupted
 
 class StageFailed(StageError):
     "Raised when a template raises while `mlkit run` executes it."
@@ -296,11 +267,7 @@ def _cell_summary(err) -> str:
     first = next((l for l in (err.source or "").splitlines() if l.strip() and not l.startswith("#")), "").strip()
     return f"In [{err.exec_count}] (cell {err.cell_index}): {first[:100]}"
 
-def _quote(p) -> str:
-    p = str(p)
-    try: p = str(Path(p).relative_to(Path.cwd()))
-    except ValueError: pass
-    return shlex.quote(p)
+_quote = shell_path  # a path as the user would type it where they are
 
 def _kernel_death(km) -> str:
     "Why a stage's kernel died, in words, from its exit status."
@@ -370,15 +337,15 @@ def _run_stage(stage:str, # the stage's name
                t_all:float, # when the run started (`time.perf_counter`)
                guard:RunGuard, # the run's guard
               ):
-    "Execute one template in the kernel `km`, recording it in run.json; on failure raise `StageFailed`."
+    "Execute one template in the kernel `km`, recording it in run.json (`skipped` if it raises `StageSkipped`); on failure raise `StageFailed`."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import DeadKernelError
-    names, nb_out = stages(), run.path/f"{stage}.ipynb"
+    names, nb_out = stage_names(), run.path/f"{stage}.ipynb"
     entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
     record["stages"].append(entry); write_json(run.file("run"), record)
     t0, pos = time.perf_counter(), f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12}"
-    execution = _in_thread(pm.execute_notebook, str(templates_dir()/f"{stage}.ipynb"), str(nb_out), parameters=params,
+    execution = _in_thread(pm.execute_notebook, str(template(stage)), str(nb_out), parameters=params,
                            kernel_name=KERNEL_NAME, progress_bar=False, log_output=False, cwd=str(run.path), km=km)
     try: execution.result()
     except KeyboardInterrupt:
@@ -391,6 +358,8 @@ def _run_stage(stage:str, # the stage's name
         finally: log.disabled = was
         raise
     except Exception as e:
+        if isinstance(e, PapermillExecutionError) and e.ename == StageSkipped.__name__:
+            return _skipped(entry, e.evalue, nb_out, run, record, echo, pos, t0)
         guard.finishing()  # the run has failed: a signal now must not turn that into "interrupted"
         entry.update(status="failed", seconds=round(time.perf_counter() - t0, 2))
         echo(f"{pos} FAILED  {entry['seconds']:6.1f}s")
@@ -410,6 +379,23 @@ def _run_stage(stage:str, # the stage's name
     entry.update(status="succeeded", seconds=round(time.perf_counter() - t0, 2))
     write_json(run.file("run"), record)
     echo(f"{pos} ok      {entry['seconds']:6.1f}s")
+
+def _skipped(entry:dict, # the stage's entry in the run record
+             reason:str, # why the stage had nothing to do (the `StageSkipped` message)
+             nb_out:Path, # the executed notebook
+             run:RunFolder, # the run folder
+             record:dict, # the run record, kept true in run.json
+             echo, # called with the progress line
+             pos:str, # the progress line's start: the stage's position and name
+             t0:float, # when the stage started (`time.perf_counter`)
+            ):
+    "Record a stage that had nothing to do as skipped, with its reason; its notebook loses papermill's error banners."
+    import nbformat
+    from papermill.execute import remove_error_markers
+    entry.update(status="skipped", seconds=round(time.perf_counter() - t0, 2), reason=reason)
+    write_json(run.file("run"), record)
+    nbformat.write(remove_error_markers(nbformat.read(nb_out, as_version=4)), nb_out)  # not an error: no red banner
+    echo(f"{pos} skipped {entry['seconds']:6.1f}s  {reason}")
 
 def _result(future, timeout:float|None=None):
     "A future's result, or None if it raised or did not finish within `timeout` seconds."
@@ -451,7 +437,7 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
               echo=print, # called with one progress line per stage
              ) -> dict: # the run record, as written to `run.json`
     "Check the parameters, then execute the templates from `start` to `stop` into the run folder."
-    names = stages()
+    names = stage_names()
     i0 = names.index(resolve_stage(start)) if start else 0
     i1 = names.index(resolve_stage(stop)) if stop else len(names) - 1
     if i1 < i0: raise ParameterError(f"--to {names[i1]} comes before --from {names[i0]}.")
@@ -465,16 +451,22 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     if previous and start is None and state == "succeeded":
         raise ParameterError(f"{str(out)!r} already holds a succeeded run; mlkit never overwrites a good result. "
                              f"Choose a new --out, or re-run part of it with --from STAGE.")
+    before = missing_stages(run.path, names[i0:i1 + 1])  # what the stages read that no earlier run of this folder wrote
+    if before:
+        first = None if previous is None and before[0] == names[0] else before[0]
+        raise ParameterError(f"{names[i0]} cannot start yet: {', '.join(before)} {'has' if len(before) == 1 else 'have'} "
+                             f"not run in {_quote(run.path)}, and the stages from {names[i0]} on need their results. "
+                             f"Run {'it' if len(before) == 1 else 'them'} too: {run_command(_quote(out), first, stop and names[i1])}")
     given = dict(params or {})
     if previous and start is not None:  # resuming: same parameters as before unless overridden
         known = chain_parameters()
         given = {**{k: v for k, v in previous.get("params", {}).items() if k in known and k != "run_dir"}, **given}
     given.pop("run_dir", None)
     full = check_params(given, check_data=False)
-    data = check_problem(full, kept=run.path/Path(LAYOUT["source"][0]).parent)
+    data = check_problem(full, kept=run.path/LAYOUT["raw"].path)
     if "frame" in data:  # a database: its rows are kept in the run folder, and no kernel ever sees its password
         from mlkit.sources import keep_rows
-        keep_rows(data.pop("frame"), data, run.file("source").parent)
+        keep_rows(data.pop("frame"), data, run.file("raw"))
         full["data"] = data["location"]
     full["run_dir"] = str(run.path)
     record = {"status": "running", "run_dir": str(run.path), "started": dt.datetime.now().isoformat(timespec="seconds"),
@@ -494,7 +486,7 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
             guard.finishing()  # every stage succeeded: from here on signals are ignored while the run records that
         except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into RunInterrupted
             signum = getattr(e, "signum", signal.SIGINT)
-            done = {s["name"] for s in record["stages"] if s["status"] == "succeeded"}
+            done = {s["name"] for s in record["stages"] if s["status"] in ("succeeded", "skipped")}
             mark_interrupted(record, f"mlkit run was stopped by {signal.Signals(signum).name}",
                              resume_from=next((s for s in todo if s not in done), None))
             record.update(seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run))

@@ -11,7 +11,7 @@ from .constraints import validate_params, Interval, Options, Columns, OneOf, IsN
 
 # %% auto #0
 __all__ = ['SPLITS', 'RARE_CLASSES', 'FRACTION', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
-           'split_settings', 'load_split', 'cross_validator']
+           'select_split', 'cross_validator']
 
 # %% ../notebooks/split.ipynb #c6b44b59
 SPLITS = ("train", "validation", "test")
@@ -241,38 +241,32 @@ def check_splits(df:pd.DataFrame, # the clean data
 # %% ../notebooks/split.ipynb #27a8df4d
 SPLIT_NAMES = ("train", "validation", "test", "train+validation")
 
-def split_settings(run, # a `RunFolder`
-                  ) -> dict: # the parameters `04_split` used (sizes, group_column, time_column)
-    "The split's settings, as stored by `04_split` in `split_checks`."
-    return run.load_json("split_checks").get("settings", {})
-
-def load_split(run, # a `RunFolder` with clean data and splits
-               name:str, # 'train', 'validation', 'test' or 'train+validation'
-              ) -> tuple: # (X: the features, y: the target)
-    "The features and target of one split, read from the run folder."
+def select_split(df:pd.DataFrame, # the clean data, target included
+                 splits:pd.DataFrame, # from `make_splits`: `row` (a position in `df`) and `split`
+                 name:str, # 'train', 'validation', 'test' or 'train+validation'
+                 target:str, # the target column
+                ) -> tuple: # (X: the features, y: the target)
+    "The features and target of the rows `splits` puts in split `name`."
     if name not in SPLIT_NAMES:
-        from mlkit.core import one_of
-        raise ParameterError(one_of("split", name, SPLIT_NAMES))
-    target = run.problem().target
-    clean = run.load_frame("clean")
-    splits = run.load_frame("splits")
-    if splits.row.max() >= len(clean):
-        raise StageError(f"The splits in {run.require('splits')} point past the end of the clean data ({len(clean)} rows): "
-                         "the clean data changed after 04_split. Run 04_split again.")
+        Options(*SPLIT_NAMES).check("split", name)
+    if len(splits) and splits.row.max() >= len(df):
+        raise DataError(f"The splits point to row {splits.row.max()}, past the end of the data ({len(df)} rows): "
+                        "they were made from other data.")
     rows = pd.concat([splits.row[splits.split == k] for k in name.split("+")]).to_numpy()
-    part = clean.iloc[rows]
+    part = df.iloc[rows]
     return part.drop(columns=target), part[target]
 
-def cross_validator(run, # a `RunFolder` (for the task, seed and split settings)
-                    X:pd.DataFrame, # the rows to cross-validate on (to read the group column from)
+# %% ../notebooks/split.ipynb #ed774667
+@validate_params({"folds": Interval(int, 2)}, chain={"cv_folds": "folds"})
+def cross_validator(X:pd.DataFrame, # the rows to cross-validate on (to read the group column from)
+                    y, # their target (checks that every class fits in every fold); None: no check
+                    problem, # the `Problem` (task and seed)
                     folds:int=5, # the number of folds
-                    y=None, # the target (checks that every class fits in every fold)
+                    settings:dict|None=None, # the split's settings (`group_column`, `time_column`); None: a shuffled split
                    ) -> tuple: # (a scikit-learn splitter, groups or None)
     "A cross-validation splitter that follows the split's rule: group folds, time folds, or (stratified) shuffled folds."
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, TimeSeriesSplit, StratifiedKFold, KFold
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ParameterError(f"The 'cv_folds' parameter must be a whole number of at least 2. Got {folds!r}.")
-    problem, settings = run.problem(), split_settings(run)
+    settings = settings or {}
     if settings.get("group_column"):
         g = X[settings["group_column"]]
         if g.nunique() < folds:

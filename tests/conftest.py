@@ -92,20 +92,22 @@ def fabricate_run(run_dir, passed: bool = True):
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
     from mlkit.problem import define_problem
     from mlkit.runfolder import RunFolder
-    from mlkit.split import load_split, make_splits
+    from mlkit.split import make_splits
     run = RunFolder(run_dir)
     df = penguin_data()
     problem = define_problem(df, "penguins", "species", context="Identify penguin species from field measurements.")
     run.save_json("problem", problem.to_dict())
     run.save_frame("clean", df)
     run.save_frame("splits", make_splits(df, problem))
-    X, y = load_split(run, "train")
+    run.save_json("conversions", {})  # 02_prepare read no column from text
+    X, y = run.split("train")
     est = LogisticRegression(max_iter=1000) if passed else DummyClassifier(strategy="most_frequent")
     pipe = penguin_pipeline(X, est).fit(X, y)
     run.save_model("tuned", pipe)
+    run.save_json("tuning", {"refit_on": "train", "rows": len(X)})  # the rows the tuned pipeline was fitted on
     scores = {}
     for name in ("validation", "test"):
-        Xs, ys = load_split(run, name)
+        Xs, ys = run.split(name)
         p = pipe.predict(Xs)
         scores[name] = {"balanced_accuracy": balanced_accuracy_score(ys, p), "accuracy": accuracy_score(ys, p)}
     score = scores["test"]["balanced_accuracy"]

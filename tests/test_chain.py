@@ -23,8 +23,8 @@ def check_succeeded(r, out):
     assert r.returncode == 0, r.stderr[-3000:]
     rec = load_run(out)
     assert rec["status"] == "succeeded"
-    from mlkit.runner import stages
-    assert [s["name"] for s in rec["stages"]] == stages()
+    from mlkit.stages import stage_names
+    assert [s["name"] for s in rec["stages"]] == stage_names()
     for s in rec["stages"]:
         assert s["status"] == "succeeded" and s["seconds"] > 0
         nb = nbformat.read(Path(out) / s["notebook"], as_version=4)
@@ -62,7 +62,7 @@ def test_default_chain_classifies_penguins(classification_run):
 
 def test_stage_outputs_are_in_the_run_folder(classification_run):
     _, out = classification_run
-    from mlkit.runfolder import LAYOUT, RunFolder
+    from mlkit.runfolder import RunFolder
     run = RunFolder(out)
     for key in ["problem", "clean", "cleaning_log", "profile", "preprocessor", "feature_plan", "splits",
                 "leaderboard", "chosen", "pipeline", "validation", "search_results", "tuned", "test", "model_card"]:
@@ -131,20 +131,30 @@ def test_own_csv_with_string_category_and_missing_values(tmp_path):
 
 
 def test_failed_stage_is_reported_and_resumable(tmp_path):
+    from palmerpenguins import load_penguins
+    load_penguins().to_csv(tmp_path / "birds.csv", index=False)
     out = tmp_path / "run"
-    r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
+    r = mlkit("run", "--out", str(out), "--to", "01_define", "-p", "data", "birds.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     # a succeeded run is never overwritten
     r = mlkit("run", "--out", str(out), "--to", "01_define", cwd=tmp_path)
     assert r.returncode == 2 and "never overwrites a good result" in r.stderr
-    # break the run folder: stage 02 needs the problem definition
+    # a stage whose inputs are missing is refused before any kernel starts, with the command that makes them
     (out / "problem.json").rename(out / "problem.json.bak")
+    r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "02_prepare cannot start yet: 01_define has not run in run" in r.stderr
+    assert "Run it too: mlkit run --out run --from 01_define --to 02_prepare" in r.stderr
+    (out / "problem.json.bak").rename(out / "problem.json")
+    # break the run: the data changes after 01_define read it, so stage 02 fails
+    (tmp_path / "birds.csv").rename(tmp_path / "birds.csv.bak")
+    load_penguins().head(300).to_csv(tmp_path / "birds.csv", index=False)
     r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
     assert r.returncode == 1
     err = r.stderr
     assert "stage 02_prepare failed" in err
     assert "cell:" in err and "In [" in err
-    assert "problem.json is missing: run 01_define first" in err
+    assert "DataError: The data changed since this run first read it" in err
     assert "02_prepare.ipynb" in err
     assert "resume:   mlkit run --out run --from 02_prepare" in err  # relative to where it was run
     assert "Traceback" not in err
@@ -154,7 +164,7 @@ def test_failed_stage_is_reported_and_resumable(tmp_path):
     nb = nbformat.read(out / "02_prepare.ipynb", as_version=4)  # kept, with the failing cell marked
     assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
     # mend and resume with the command it printed
-    (out / "problem.json.bak").rename(out / "problem.json")
+    (tmp_path / "birds.csv.bak").replace(tmp_path / "birds.csv")
     r = mlkit("run", "--out", str(out), "--from", "02_prepare", "--to", "02_prepare", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rec = load_run(out)
@@ -181,11 +191,12 @@ def test_runs_in_this_python_whatever_kernelspecs_are_installed(tmp_path):
 def test_templates_run_one_by_one_as_in_jupyterlab(tmp_path):
     """Opened from a folder and run top to bottom with their defaults, the templates share runs/interactive."""
     import papermill as pm
-    from mlkit.runner import KERNEL_NAME, _Kernelspec, stages, templates_dir
+    from mlkit.runner import KERNEL_NAME, _Kernelspec
+    from mlkit.stages import stage_names
     r = subprocess.run(MLKIT + ["templates", str(tmp_path / "nb")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     with _Kernelspec():
-        for stage in stages():
+        for stage in stage_names():
             pm.execute_notebook(str(tmp_path / "nb" / f"{stage}.ipynb"), str(tmp_path / "nb" / f"{stage}.ipynb"),
                                 kernel_name=KERNEL_NAME, cwd=str(tmp_path / "nb"), progress_bar=False)
     run = tmp_path / "nb" / "runs" / "interactive"

@@ -54,7 +54,7 @@ def test_wheel_ships_the_templates(tmp_path):
     empty.mkdir()
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = "import mlkit.runner as r; print(r.templates_dir()); from mlkit.cli import main; main()"
+    code = "import mlkit.stages as s; print(s.templates_dir()); from mlkit.cli import main; main()"
     r = subprocess.run([sys.executable, "-c", code, "run", "--out", "r", "--to", "01_define"], cwd=empty, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

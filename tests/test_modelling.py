@@ -84,14 +84,14 @@ def check_final_model(run):
 
 def test_group_split_keeps_patients_apart_in_every_stage(tmp_path):
     df, run = run_chain(tmp_path, group_column="patient_ref", drop_columns="patient_ref", cv_folds=4)
-    from mlkit.split import load_split, cross_validator
+    from mlkit.split import cross_validator
     checks = run.load_json("split_checks")
     assert checks["ok"] and checks["groups"]["in_two_splits"] == 0
-    patients = {name: set(load_split(run, name)[0].patient_ref) for name in ("train", "validation", "test")}
+    patients = {name: set(run.split(name)[0].patient_ref) for name in ("train", "validation", "test")}
     assert not (patients["train"] & patients["test"]) and not (patients["train"] & patients["validation"])
     # the cross-validation 05/06/08 used keeps a patient's rows in one fold
-    X, y = load_split(run, "train")
-    cv, groups = cross_validator(run, X, 4, y)
+    X, y = run.split("train")
+    cv, groups = cross_validator(X, y, run.problem(), 4, checks["settings"])
     for tr, te in cv.split(X, y, groups):
         assert not set(X.patient_ref.iloc[tr]) & set(X.patient_ref.iloc[te])
     assert pd.read_csv(run.file("feature_plan")).set_index("column").loc["patient_ref", "role"] == "dropped"
@@ -100,14 +100,13 @@ def test_group_split_keeps_patients_apart_in_every_stage(tmp_path):
 
 def test_time_split_trains_on_the_past(tmp_path):
     df, run = run_chain(tmp_path, time_column="visit_date", drop_columns="patient_ref", cv_folds=3)
-    from mlkit.split import load_split
     checks = run.load_json("split_checks")
     assert checks["ok"] and checks["time"]["ordered"]
-    dates = {name: pd.to_datetime(load_split(run, name)[0].visit_date) for name in ("train", "validation", "test")}
+    dates = {name: pd.to_datetime(run.split(name)[0].visit_date) for name in ("train", "validation", "test")}
     assert dates["train"].max() < dates["validation"].min() and dates["validation"].max() < dates["test"].min()
     # rows come back in time order, as forward-chaining folds need
     assert dates["train"].is_monotonic_increasing
-    assert pd.to_datetime(load_split(run, "train+validation")[0].visit_date).is_monotonic_increasing
+    assert pd.to_datetime(run.split("train+validation")[0].visit_date).is_monotonic_increasing
     check_final_model(run)
 
 

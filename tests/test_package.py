@@ -1,5 +1,5 @@
 """The model package: what it holds, loading it (fresh process, other sklearn versions, tampering), batch scoring,
-building it from a run folder, and the 10_deploy template that does so."""
+and the 10_deploy template that builds it from a run folder (or stops at its gate)."""
 from __future__ import annotations
 import json, shutil, subprocess, sys
 from pathlib import Path
@@ -10,7 +10,7 @@ import sklearn
 from palmerpenguins import load_penguins
 from conftest import fabricate_run
 from mlkit.core import DataError, ModelPackageError, ParameterError, SchemaError
-from mlkit.package import FILES, build_package, fingerprint, load_package, package_from_run
+from mlkit.package import FILES, build_package, fingerprint, load_package
 from mlkit.batch import predict_file
 
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
@@ -170,28 +170,6 @@ def test_rebuilding_replaces_the_package_whole(clf_package, penguins, tmp_path):
         build_package(pkg.pipeline, X.rename(columns={"year": "prediction"}), y, problem, {}, tmp_path / "x")
 
 
-def test_package_from_run(tmp_path):
-    run = fabricate_run(tmp_path / "run")
-    pkg = load_package(package_from_run(run))
-    assert pkg.path == run.path / "model"
-    assert pkg.metadata["metrics"]["test"] == run.load_json("test")["metrics"]
-    assert pkg.metadata["metrics"]["test_verdict"]["passed"] is True
-    assert pkg.model_card().startswith("# Model card\n\nA penguin species classifier")
-    from mlkit.split import load_split
-    X, _ = load_split(run, "train")
-    assert pkg.metadata["training_data"]["rows"] == len(X)  # no reports/tuning.json: the train split
-
-
-def test_package_from_run_follows_the_rows_08_tune_refitted_on(tmp_path):
-    from mlkit.split import load_split
-    run = fabricate_run(tmp_path / "run")
-    X, y = load_split(run, "train+validation")
-    run.save_model("tuned", load_package(package_from_run(run)).pipeline.fit(X, y))
-    run.save_json("reports/tuning.json", {"refit_on": "train+validation", "rows": len(X)})
-    pkg = load_package(package_from_run(run))
-    assert pkg.metadata["training_data"]["rows"] == len(X) == len(pkg.reference())
-
-
 def _papermill(run_dir, **params):
     import papermill as pm
     pm.execute_notebook(str(Path(__file__).parents[1] / "templates" / "10_deploy.ipynb"), str(Path(run_dir) / "10_deploy.ipynb"),
@@ -210,11 +188,54 @@ def test_deploy_template_deploys_a_passing_model(tmp_path):
     assert not (run.path / ".model-candidate").exists()
     out = subprocess.run(["pgrep", "-f", f"{run.path}/.model-candidate"], capture_output=True, text=True)
     assert out.stdout.strip() == ""  # the smoke test's server is gone
+    # the package holds the run's metrics, its model card and the rows the tuned pipeline was fitted on
+    pkg = load_package(run.path / "model")
+    assert pkg.metadata["metrics"]["test"] == run.load_json("test")["metrics"]
+    assert pkg.metadata["metrics"]["test_verdict"]["passed"] is True
+    assert pkg.model_card().startswith("# Model card\n\nA penguin species classifier")
+    assert pkg.metadata["training_data"]["rows"] == len(run.split("train")[0])
+
+
+def test_deploy_template_packages_the_rows_08_tune_refitted_on(tmp_path):
+    run = fabricate_run(tmp_path / "run")
+    X, y = run.split("train+validation")
+    run.save_model("tuned", run.load_model("tuned").fit(X, y))
+    run.save_json("tuning", {"refit_on": "train+validation", "rows": len(X)})
+    assert _papermill(run.path, serve_smoke_test=False)["deployed"] is True
+    pkg = load_package(run.path / "model")
+    assert pkg.metadata["training_data"]["rows"] == len(X) == len(pkg.reference())
 
 
 def test_deploy_template_refuses_a_failing_model(tmp_path):
+    """A model that missed its criterion: 10_deploy says why in deploy.json, once, and stops at the gate."""
+    from papermill.exceptions import PapermillExecutionError
+    import nbformat
     run = fabricate_run(tmp_path / "run", passed=False)
-    deploy = _papermill(run.path)
+    with pytest.raises(PapermillExecutionError) as e:
+        _papermill(run.path)
+    assert e.value.ename == "StageSkipped" and "misses the success criterion" in e.value.evalue
+    deploy = run.load_json("deploy")
     assert deploy["deployed"] is False and deploy["package"] is None
-    assert "misses the success criterion" in deploy["reason"]
-    assert not (run.path / "model").exists()
+    assert "misses the success criterion" in deploy["reason"] and deploy["reason"] == e.value.evalue
+    assert not (run.path / "model").exists() and not (run.path / ".model-candidate").exists()
+    nb = nbformat.read(run.path / "10_deploy.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].traceback == [f"StageSkipped: {deploy['reason']}"]  # the message, no traceback
+
+
+def test_mlkit_run_records_a_failed_gate_as_skipped(tmp_path):
+    """`mlkit run` records 10_deploy after a failed test as skipped, with the reason, and the run succeeds."""
+    import nbformat
+    run = fabricate_run(tmp_path / "run", passed=False)
+    run.save_json("run", {"status": "succeeded", "run_dir": str(run.path), "params": {}, "stages": []})
+    r = subprocess.run([str(Path(sys.executable).with_name("mlkit")), "run", "--out", "run", "--from", "10_deploy",
+                        "--to", "10_deploy"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = run.load_json("run")
+    assert rec["status"] == "succeeded"
+    (stage,) = rec["stages"]
+    reason = run.load_json("deploy")["reason"]
+    assert (stage["name"], stage["status"], stage["reason"]) == ("10_deploy", "skipped", reason)
+    assert f"10_deploy    skipped" in r.stderr and reason in r.stderr and "succeeded in" in r.stdout
+    nb = nbformat.read(run.path / "10_deploy.ipynb", as_version=4)  # not an error: papermill's red banner is gone
+    assert not [c for c in nb.cells if "papermill-error-cell-tag" in c.metadata.get("tags", [])]
