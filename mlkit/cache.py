@@ -10,8 +10,9 @@ from pathlib import Path
 from .core import MlkitError
 
 # %% auto #0
-__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'CacheError', 'default_cache_dir', 'parse_size', 'file_sha256', 'StageCache',
-           'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear']
+__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'CacheError', 'default_cache_dir', 'parse_size', 'file_sha256',
+           'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear', 'path_sha256',
+           'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key']
 
 # %% ../notebooks/cache.ipynb #63421b96
 CACHE_ENV, SIZE_ENV = "MLKIT_CACHE", "MLKIT_CACHE_SIZE"
@@ -203,3 +204,70 @@ def clear(self) -> int:
     return n
 
 StageCache.evict, StageCache.info, StageCache.clear = evict, info, clear
+
+# %% ../notebooks/cache.ipynb #58bd2a9d
+VERSIONED = ("numpy", "pandas", "scikit-learn", "scipy", "skops", "ydata-profiling", "mlkit")
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+def path_sha256(path) -> str|None:
+    "The SHA-256 of a file, or of a folder's files (names and contents); None when it is not there."
+    p = Path(path)
+    if p.is_file(): return file_sha256(p)
+    if not p.is_dir(): return None
+    return _sha({str(f.relative_to(p)): file_sha256(f) for f in sorted(p.rglob("*")) if f.is_file()})
+
+def library_sha256() -> str:
+    "The SHA-256 of the installed mlkit package's source files."
+    import mlkit
+    root = Path(mlkit.__file__).parent
+    return _sha({str(f.relative_to(root)): file_sha256(f) for f in sorted(root.rglob("*.py"))})
+
+def template_sha256(path) -> str:
+    "The SHA-256 of a template's code cells: their source only."
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))  # plain JSON: nbformat's import costs seconds
+    src = lambda c: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+    return _sha([src(c) for c in nb["cells"] if c["cell_type"] == "code"])
+
+def versions() -> dict:
+    "Python's version and those of the libraries that shape results."
+    import sys
+    from importlib.metadata import version, PackageNotFoundError
+    out = {"python": sys.version.split()[0]}
+    for pkg in VERSIONED:
+        try: out[pkg] = version(pkg)
+        except PackageNotFoundError: out[pkg] = None
+    return out
+
+# %% ../notebooks/cache.ipynb #cecc66ca
+def _param_value(name, value):
+    "A parameter's value as it enters a key: a file by its content, a live source as uncacheable."
+    from mlkit.sources import is_url
+    if name == "monitor_data" and value:
+        if is_url(value): return None  # a live prediction log: cannot be keyed
+        return {"file": str(value), "sha256": path_sha256(value)}
+    return value
+
+def key_parts(stage:str, # the stage's name
+              run_dir, # the run folder, as it is before the stage runs
+              params:dict, # the stage's own parameters (those its template declares), run_dir excluded
+              data:dict|None=None, # for 01_define: the data's fingerprint (`mlkit.sources.fingerprint`, with rows)
+              library:str|None=None, # `library_sha256()`, computed once per run
+              env:dict|None=None, # `versions()`, computed once per run
+             ) -> dict: # part name -> its value or hash; `uncacheable` names what cannot be keyed, if anything
+    "Everything a stage's results depend on, by name."
+    from mlkit.stages import template, reads, LAYOUT
+    parts = {"stage": stage, "template": template_sha256(template(stage)),
+             "library": library or library_sha256(), "versions": env or versions(),
+             "params": {n: _param_value(n, v) for n, v in sorted(params.items()) if n != "run_dir"},
+             "reads": {k: path_sha256(Path(run_dir)/LAYOUT[k].path) for k in reads(stage)}}
+    if stage == "01_define" and data is not None:
+        parts["data"] = {k: v for k, v in data.items() if k not in ("rows", "read_at", "reused")}
+    if params.get("monitor_data") and parts["params"].get("monitor_data") is None:
+        parts["uncacheable"] = "monitor_data is a live prediction log: what it holds is read when the stage runs"
+    return parts
+
+def stage_key(parts:dict) -> str|None:
+    "The key of a stage from its `key_parts`; None when something it depends on cannot be keyed."
+    return None if parts.get("uncacheable") else _sha(parts)

@@ -11,8 +11,8 @@ from . import __version__
 from .core import MlkitError
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 'params', 'templates', 'predict', 'serve',
-           'monitor']
+__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 'params', 'templates', 'cache', 'info', 'clear',
+           'predict', 'serve', 'monitor']
 
 # %% ../notebooks/cli.ipynb #97576fed
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3
@@ -47,15 +47,20 @@ def main():
 @click.option("--out", type=click.Path(file_okay=False), help="The run folder (default: a new folder under runs/).")
 @click.option("--from", "start", metavar="STAGE", help="Start at this stage (e.g. 05_select, 05 or select): resume a run.")
 @click.option("--to", "stop", metavar="STAGE", help="Stop after this stage.")
-def run(params_file, overrides, out, start, stop):
-    "Run the workflow's templates with papermill into one run folder."
+@click.option("--no-cache", is_flag=True, help="Run every stage and keep nothing in the stage cache.")
+@click.option("--force", metavar="STAGE", help="Run this stage and every later one even when their results are cached.")
+def run(params_file, overrides, out, start, stop, no_cache, force):
+    "Run the workflow's templates with papermill into one run folder; stages whose inputs did not change come from the cache."
     from mlkit.runner import run_chain, load_params_file, parse_value
     params = load_params_file(params_file) if params_file else {}
     params.update({name: parse_value(value) for name, value in overrides})
-    rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True))
+    rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True),
+                    cache=not no_cache, force=force)
     test = rec["metrics"].get("test", {})
     summary = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, (int, float)))
-    click.echo(f"succeeded in {rec['seconds']:.1f}s → {rec['run_dir']}" + (f"\ntest: {summary}" if summary else ""))
+    cached = sum(st["status"] == "cached" for st in rec["stages"])
+    click.echo(f"succeeded in {rec['seconds']:.1f}s → {rec['run_dir']}" + (f" ({cached} stages from the cache)" if cached else "")
+               + (f"\ntest: {summary}" if summary else ""))
 
 # %% ../notebooks/cli.ipynb #40fbaaff
 @main.command()
@@ -80,6 +85,28 @@ def templates(dest):
         if (dest/p.name).exists(): click.echo(f"kept {dest/p.name} (already there)", err=True); continue
         shutil.copy(p, dest/p.name); copied.append(p.name)
     click.echo(f"copied {len(copied)} templates to {dest}")
+
+# %% ../notebooks/cli.ipynb #bf1dfac3
+@main.group()
+def cache():
+    "Show or empty the stage cache ($MLKIT_CACHE, default ~/.cache/mlkit)."
+
+@cache.command()
+def info():
+    "Where the stage cache is, how large, and how many entries per stage."
+    from mlkit.cache import StageCache
+    i = StageCache().info()
+    gb = lambda b: f"{b/1024**3:.2f} GB" if b >= 1024**3 else f"{b/1024**2:.1f} MB"
+    click.echo(f"stage cache: {i['path']}\n  {i['entries']} entries, {i['objects']} files, {gb(i['bytes'])} of {gb(i['max_bytes'])}"
+               + (f"\n  least recently used: {i['oldest_use']}" if i["oldest_use"] else ""))
+    for stage, n in i["stages"].items(): click.echo(f"  {stage:<12} {n}")
+
+@cache.command()
+def clear():
+    "Empty the stage cache (run folders keep their own files)."
+    from mlkit.cache import StageCache
+    c = StageCache()
+    click.echo(f"removed {c.clear()} entries from {c.root}")
 
 # %% ../notebooks/cli.ipynb #5853d66c
 def _source_options(f):

@@ -19,15 +19,27 @@ __all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'template_p
 # %% ../notebooks/runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
 def _inspect(path:str, mtime:float) -> dict:
-    "The parameters of the template at `path`, read from its one cell tagged `parameters`."
-    import nbformat
-    from papermill.translators import PythonTranslator
-    try: nb = nbformat.read(path, as_version=4)
+    "The parameters of the template at `path`, read from its one cell tagged `parameters` (papermill's inspection, remembered)."
+    import hashlib
+    try: nb = json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception as e: raise StageError(f"The template {path} is not a readable notebook: {e}") from None
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise StageError(f"The template {path} must have exactly one cell tagged 'parameters'; it has {len(cells)}.")
-    return {p.name: p._asdict() for p in PythonTranslator.inspect(cells[0])}
+    source = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+    # Importing papermill (and through it nbformat and jsonschema) takes seconds; a run whose stages all come from the
+    # cache needs neither, so what papermill read from a parameters cell is remembered beside the stage cache.
+    from mlkit.cache import default_cache_dir
+    memo = default_cache_dir()/"parameters"/f"{hashlib.sha256(source.encode()).hexdigest()}.json"
+    try: return json.loads(memo.read_text())
+    except (OSError, ValueError): pass
+    from papermill.translators import PythonTranslator
+    found = {p.name: p._asdict() for p in PythonTranslator.inspect({"source": source})}
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True); tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(found)); tmp.replace(memo)
+    except OSError: pass  # a read-only cache folder: inspect again next time
+    return found
 
 def template_parameters() -> dict:
     "For each stage, its parameters: name → dict(type, default, help)."
@@ -402,6 +414,33 @@ def _result(future, timeout:float|None=None):
     try: return future.result(timeout)
     except Exception: return None
 
+def _files(folder:Path) -> dict:
+    "Each file in a run folder (run.json aside) with what tells a new or rewritten file: inode, size, modification time."
+    out = {}
+    for p in folder.rglob("*"):
+        if p.is_file() and p.name != "run.json" and not p.name.endswith(".tmp"):
+            st = p.stat(); out[str(p.relative_to(folder))] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+def _forget(run:RunFolder, files:list):
+    "Remove what a stage wrote in an earlier run of this folder before it runs again: its files may be shared with the cache."
+    for rel in files or []:
+        try: (run.path/rel).unlink()
+        except (FileNotFoundError, IsADirectoryError): pass
+
+def _restored(stage:str, key:str, cache, run:RunFolder, record:dict, echo):
+    "Place a cached stage's results in the run folder and record it as cached; False when there is no sound entry."
+    names, t0 = stage_names(), time.perf_counter()
+    entry = cache.restore(key, run.path)
+    if entry is None: return False
+    done = {"name": stage, "status": "cached", "seconds": round(time.perf_counter() - t0, 2), "notebook": f"{stage}.ipynb",
+            "from": entry.get("run"), "key": key, "ran_seconds": entry.get("seconds"), "files": sorted(entry["files"])}
+    if entry.get("status") == "skipped": done["reason"] = entry.get("reason")
+    record["stages"].append(done); write_json(run.file("run"), record)
+    came = Path(entry.get("run") or "?").name
+    echo(f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12} cached  {done['seconds']:6.1f}s  (from {came})")
+    return True
+
 def _run_stages(todo:list, # the stages to run, in order
                 run:RunFolder, # the run folder
                 record:dict, # the run record
@@ -409,25 +448,53 @@ def _run_stages(todo:list, # the stages to run, in order
                 guard:RunGuard, # the run's guard
                 echo, # called with one progress line per stage
                 t_all:float, # when the run started (`time.perf_counter`)
+                cache=None, # a `mlkit.cache.StageCache`, or None to run every stage and keep nothing
+                force=(), # stages to run even when cached
+                data:dict|None=None, # the data's fingerprint, for 01_define's key
+                previous:dict|None=None, # the folder's earlier run.json: what each stage wrote then
                ):
-    "Run each stage in a fresh kernel (the next one starting meanwhile); stop every kernel however it ends."
+    "Run each stage in a fresh kernel, or place its cached results when nothing it depends on changed."
     from concurrent.futures import ThreadPoolExecutor
+    from mlkit.cache import key_parts, stage_key, library_sha256, versions, CacheError
     specs = template_parameters()
+    library, env = library_sha256(), versions()
+    wrote = {s["name"]: s.get("files", []) for s in (previous or {}).get("stages", [])}
     with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
         start = lambda: pool.submit(_start_kernel, KERNEL_NAME, run.path, spec.sockets())
-        km, next_km = None, start()
+        km, spare = None, None  # a kernel starts only for a stage that runs, the next one meanwhile
         stop = lambda km: _result(pool.submit(_stop_kernel, km))  # kernels start and stop in the pool's thread
         try:
             for k, stage in enumerate(todo):
-                km, next_km = next_km.result(), (start() if k < len(todo) - 1 else None)
-                _run_stage(stage, km, run, record, {n: params[n] for n in specs[stage] if n in params}, echo, t_all, guard)
+                own = {n: params[n] for n in specs[stage] if n in params}
+                key = stage_key(key_parts(stage, run.path, own, data=data, library=library, env=env))
+                _forget(run, wrote.get(stage))
+                if cache is not None and key and stage not in force and _restored(stage, key, cache, run, record, echo):
+                    continue
+                km, spare = (spare or start()).result(), (start() if k < len(todo) - 1 else None)
+                before = _files(run.path)
+                _run_stage(stage, km, run, record, own, echo, t_all, guard)
+                entry, after = record["stages"][-1], _files(run.path)
+                entry["key"], entry["files"] = key, sorted(f for f, v in after.items() if before.get(f) != v)
+                write_json(run.file("run"), record)
+                if cache is not None and key:
+                    try: cache.store(key, stage, run.path, entry["files"], run=str(run.path), seconds=entry["seconds"],
+                                     status=entry["status"], reason=entry.get("reason"))
+                    except CacheError as e:  # the stage's results are in the folder; the run stops, saying how to go on
+                        nxt = todo[k + 1] if k + 1 < len(todo) else None
+                        record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run),
+                                      finished=dt.datetime.now().isoformat(timespec="seconds"),
+                                      error={"stage": stage, "cell": None, "error": str(e),
+                                             "resume": resume_command(run.path, nxt) + " --no-cache" if nxt else None})
+                        write_json(run.file("run"), record)
+                        guard.finishing()
+                        raise
                 stop(km); km = None
         except KeyboardInterrupt:
             guard.stop_processes()
             raise
         finally:
             stop(km)
-            if next_km is not None: stop(_result(next_km))
+            if spare is not None: stop(_result(spare))
 
 # %% ../notebooks/runner.ipynb #48c26454
 def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged); defaults fill the rest
@@ -435,9 +502,16 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
               start:str|None=None, # the first stage to run (resume from here)
               stop:str|None=None, # the last stage to run
               echo=print, # called with one progress line per stage
+              cache=True, # reuse and keep stage results: True (the store at `$MLKIT_CACHE`), a `StageCache`, or False
+              force:str|None=None, # run this stage and every later one even when cached
              ) -> dict: # the run record, as written to `run.json`
-    "Check the parameters, then execute the templates from `start` to `stop` into the run folder."
+    "Check the parameters, then execute the templates from `start` to `stop` into the run folder, reusing cached stages."
     names = stage_names()
+    forced = names[names.index(resolve_stage(force)):] if force else []
+    if cache is True:
+        from mlkit.cache import StageCache
+        cache = StageCache().check_writable()
+    cache = cache or None
     i0 = names.index(resolve_stage(start)) if start else 0
     i1 = names.index(resolve_stage(stop)) if stop else len(names) - 1
     if i1 < i0: raise ParameterError(f"--to {names[i1]} comes before --from {names[i0]}.")
@@ -482,11 +556,11 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
     t_all, todo = time.perf_counter(), names[i0:i1 + 1]
     with RunGuard(run.file("run")) as guard:
         try:
-            _run_stages(todo, run, record, full, guard, echo, t_all)
+            _run_stages(todo, run, record, full, guard, echo, t_all, cache=cache, force=forced, data=data, previous=previous)
             guard.finishing()  # every stage succeeded: from here on signals are ignored while the run records that
         except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into RunInterrupted
             signum = getattr(e, "signum", signal.SIGINT)
-            done = {s["name"] for s in record["stages"] if s["status"] in ("succeeded", "skipped")}
+            done = {s["name"] for s in record["stages"] if s["status"] in ("succeeded", "skipped", "cached")}
             mark_interrupted(record, f"mlkit run was stopped by {signal.Signals(signum).name}",
                              resume_from=next((s for s in todo if s not in done), None))
             record.update(seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run))
