@@ -11,8 +11,8 @@ from . import __version__
 from .core import MlkitError
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 'params', 'templates', 'cache', 'info', 'clear',
-           'predict', 'serve', 'monitor']
+__all__ = ['EXIT_OK', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_DRIFT', 'main', 'run', 'params', 'templates', 'runs', 'diff', 'report',
+           'cache', 'info', 'clear', 'predict', 'serve', 'monitor']
 
 # %% ../notebooks/cli.ipynb #97576fed
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3
@@ -85,6 +85,39 @@ def templates(dest):
         if (dest/p.name).exists(): click.echo(f"kept {dest/p.name} (already there)", err=True); continue
         shutil.copy(p, dest/p.name); copied.append(p.name)
     click.echo(f"copied {len(copied)} templates to {dest}")
+
+# %% ../notebooks/cli.ipynb #6aaeda1c
+@main.command()
+@click.argument("root", type=click.Path(), default="runs")
+@click.option("--all", "all_params", is_flag=True, help="Show every parameter, not only those that differ between the runs.")
+@click.option("--sort", metavar="METRIC", help="Sort by this test metric, best first (e.g. balanced_accuracy, rmse).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]), default="table", show_default=True)
+def runs(root, all_params, sort, fmt):
+    "List the runs under ROOT (default runs/): status, time, cached stages, data, differing parameters, test metric."
+    from mlkit.runs import list_runs, format_runs
+    t = list_runs(root, all_params=all_params, sort=sort)
+    if len(t) == 0 and fmt == "table":
+        click.echo(f"No runs in {root}: `mlkit run --out {root}/NAME` makes one.", err=True); sys.exit(1)
+    click.echo(format_runs(t, fmt), nl=False)
+
+@main.command()
+@click.argument("run_a", type=click.Path())
+@click.argument("run_b", type=click.Path())
+@click.option("--all", "show_all", is_flag=True, help="Show every row, not only what differs.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]), default="table", show_default=True)
+def diff(run_a, run_b, show_all, fmt):
+    "What differs between two runs: parameters, data, versions, stage keys (and why), metrics."
+    from mlkit.runs import diff_runs, format_runs
+    t = diff_runs(run_a, run_b, all=show_all)
+    if len(t) == 0: click.echo("The two runs do not differ in parameters, data, versions, stage keys or metrics."); return
+    click.echo(format_runs(t.rename(columns={"a": Path(run_a).name or "a", "b": Path(run_b).name or "b"}), fmt), nl=False)
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+def report(run_dir):
+    "Write (again) RUN_DIR/report.html: the run on one self-contained page."
+    from mlkit.run_report import write_run_report
+    click.echo(f"wrote {write_run_report(run_dir)}")
 
 # %% ../notebooks/cli.ipynb #bf1dfac3
 @main.group()

@@ -456,6 +456,7 @@ def _run_stages(todo:list, # the stages to run, in order
     "Run each stage in a fresh kernel, or place its cached results when nothing it depends on changed."
     from concurrent.futures import ThreadPoolExecutor
     from mlkit.cache import key_parts, stage_key, library_sha256, versions, CacheError
+    from mlkit.run_report import write_notebook_page
     specs = template_parameters()
     library, env = library_sha256(), versions()
     wrote = {s["name"]: s.get("files", []) for s in (previous or {}).get("stages", [])}
@@ -466,15 +467,19 @@ def _run_stages(todo:list, # the stages to run, in order
         try:
             for k, stage in enumerate(todo):
                 own = {n: params[n] for n in specs[stage] if n in params}
-                key = stage_key(key_parts(stage, run.path, own, data=data, library=library, env=env))
+                parts = key_parts(stage, run.path, own, data=data, library=library, env=env)
+                key = stage_key(parts)
                 _forget(run, wrote.get(stage))
                 if cache is not None and key and stage not in force and _restored(stage, key, cache, run, record, echo):
+                    record["stages"][-1]["key_parts"] = parts; write_json(run.file("run"), record)
                     continue
                 km, spare = (spare or start()).result(), (start() if k < len(todo) - 1 else None)
                 before = _files(run.path)
                 _run_stage(stage, km, run, record, own, echo, t_all, guard)
+                write_notebook_page(run.path, stage)  # its page for the run report, kept with the stage's results
                 entry, after = record["stages"][-1], _files(run.path)
                 entry["key"], entry["files"] = key, sorted(f for f, v in after.items() if before.get(f) != v)
+                entry["key_parts"] = parts  # what the key was made of: `mlkit diff` says why two keys differ
                 write_json(run.file("run"), record)
                 if cache is not None and key:
                     try: cache.store(key, stage, run.path, entry["files"], run=str(run.path), seconds=entry["seconds"],
@@ -497,6 +502,19 @@ def _run_stages(todo:list, # the stages to run, in order
             if spare is not None: stop(_result(spare))
 
 # %% ../notebooks/runner.ipynb #48c26454
+from contextlib import contextmanager
+
+@contextmanager
+def _reporting(run:RunFolder, echo):
+    "Write the run report when the run ends, however it ends (a report that cannot be written is said, not raised)."
+    try: yield
+    finally:
+        try:
+            from mlkit.run_report import write_run_report
+            write_run_report(run.path)
+        except Exception as e: echo(f"mlkit run: the run report could not be written ({type(e).__name__}: {e}); `mlkit report` retries.")
+
+# %% ../notebooks/runner.ipynb #4e885c4e
 def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged); defaults fill the rest
               out=None, # the run folder; a new one under `runs/` when None
               start:str|None=None, # the first stage to run (resume from here)
@@ -554,7 +572,7 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         echo(f"mlkit run: the run in {_quote(run.path)} was interrupted" + (f" in {at}" if at else "") + gone + ".")
     echo(f"mlkit run: stages {names[i0]} to {names[i1]} → {_quote(run.path)}")
     t_all, todo = time.perf_counter(), names[i0:i1 + 1]
-    with RunGuard(run.file("run")) as guard:
+    with RunGuard(run.file("run")) as guard, _reporting(run, echo):
         try:
             _run_stages(todo, run, record, full, guard, echo, t_all, cache=cache, force=forced, data=data, previous=previous)
             guard.finishing()  # every stage succeeded: from here on signals are ignored while the run records that
@@ -568,5 +586,8 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
             raise RunInterrupted(signum, _quote(run.file("run")), record["error"]["resume"]) from None
         record.update(status="succeeded", seconds=round(time.perf_counter() - t_all, 2),
                       finished=dt.datetime.now().isoformat(timespec="seconds"), metrics=_metrics(run))
+        if run.exists("test"):
+            t = run.load_json("test")
+            record["headline"] = {k: t.get(k) for k in ("metric", "score", "threshold", "passed")}
         write_json(run.file("run"), record)
     return record

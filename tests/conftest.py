@@ -129,3 +129,24 @@ def post_one_record_each(base_url: str, rows: list, workers: int) -> list:
             return r.json()
     with ThreadPoolExecutor(max_workers=workers) as ex:
         return list(ex.map(call, rows))
+
+
+# A fast chain on penguins (two candidates, a short search, no profile, no service smoke test), run once per session
+# into a stage cache of its own: the cache, report and run-index tests share it.
+FAST = {"candidates": "linear,tree", "n_iter": 3, "profile": False, "serve_smoke_test": False}
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    "A stage cache of the session's own."
+    from mlkit.cache import StageCache
+    return StageCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def cold(store, tmp_path_factory):
+    "(folder of runs, run record): the whole fast chain, run once into `store` as `cold`."
+    import mlkit.runner as runner
+    d = tmp_path_factory.mktemp("runs")
+    rec = runner.run_chain(dict(FAST), out=d / "cold", cache=store, echo=lambda s: None)
+    return d, rec

@@ -14,7 +14,7 @@ import mlkit.runner as runner
 from mlkit.cache import StageCache
 from conftest import penguin_data
 
-FAST = {"candidates": "linear,tree", "n_iter": 3, "profile": False, "serve_smoke_test": False}
+from conftest import FAST
 MLKIT = str(Path(sys.executable).with_name("mlkit"))
 
 
@@ -24,19 +24,6 @@ def statuses(rec) -> dict:
 
 def no_kernel(*a, **k):
     raise AssertionError("a kernel was started for a stage whose results are cached")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return StageCache(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def cold(store, tmp_path_factory):
-    "A full run on penguins that fills the store."
-    d = tmp_path_factory.mktemp("runs")
-    rec = runner.run_chain(dict(FAST), out=d / "cold", cache=store, echo=lambda s: None)
-    return d, rec
 
 
 def test_an_unchanged_rerun_is_all_cached_and_starts_no_kernel(cold, store, monkeypatch):
