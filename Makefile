@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_service.py
 	$(BIN)/python bench/bench_monitor.py
+	$(BIN)/python bench/bench_cache.py
 
 clean:
 	rm -rf runs build dist *.egg-info $(EVENV)

@@ -46,7 +46,7 @@ def main():
     env = {**os.environ, "MPLBACKEND": "Agg"}
     with tempfile.TemporaryDirectory() as tmp:
         chain_dir, floor_dir = Path(tmp) / "chain", Path(tmp) / "floor"
-        cmd = [str(Path(sys.executable).with_name("mlkit")), "run", "--out", str(chain_dir)]
+        cmd = [str(Path(sys.executable).with_name("mlkit")), "run", "--no-cache", "--out", str(chain_dir)]
         for k, v in args.p: cmd += ["-p", k, v]
         t = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)

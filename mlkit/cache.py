@@ -10,8 +10,8 @@ from pathlib import Path
 from .core import MlkitError
 
 # %% auto #0
-__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'CacheError', 'default_cache_dir', 'parse_size', 'file_sha256',
-           'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear', 'path_sha256',
+__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'DATA_READERS', 'CacheError', 'default_cache_dir', 'parse_size',
+           'file_sha256', 'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear', 'path_sha256',
            'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key']
 
 # %% ../notebooks/cache.ipynb #63421b96
@@ -207,6 +207,7 @@ StageCache.evict, StageCache.info, StageCache.clear = evict, info, clear
 
 # %% ../notebooks/cache.ipynb #58bd2a9d
 VERSIONED = ("numpy", "pandas", "scikit-learn", "scipy", "skops", "ydata-profiling", "mlkit")
+DATA_READERS = ("01_define", "02_prepare") # the stages that read the data source itself, not only the run folder
 
 def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -252,7 +253,7 @@ def _param_value(name, value):
 def key_parts(stage:str, # the stage's name
               run_dir, # the run folder, as it is before the stage runs
               params:dict, # the stage's own parameters (those its template declares), run_dir excluded
-              data:dict|None=None, # for 01_define: the data's fingerprint (`mlkit.sources.fingerprint`, with rows)
+              data:dict|None=None, # for the stages in `DATA_READERS`: the data's fingerprint (`mlkit.sources.fingerprint`)
               library:str|None=None, # `library_sha256()`, computed once per run
               env:dict|None=None, # `versions()`, computed once per run
              ) -> dict: # part name -> its value or hash; `uncacheable` names what cannot be keyed, if anything
@@ -262,7 +263,7 @@ def key_parts(stage:str, # the stage's name
              "library": library or library_sha256(), "versions": env or versions(),
              "params": {n: _param_value(n, v) for n, v in sorted(params.items()) if n != "run_dir"},
              "reads": {k: path_sha256(Path(run_dir)/LAYOUT[k].path) for k in reads(stage)}}
-    if stage == "01_define" and data is not None:
+    if stage in DATA_READERS and data is not None:
         parts["data"] = {k: v for k, v in data.items() if k not in ("rows", "read_at", "reused")}
     if params.get("monitor_data") and parts["params"].get("monitor_data") is None:
         parts["uncacheable"] = "monitor_data is a live prediction log: what it holds is read when the stage runs"

@@ -5,9 +5,14 @@ written by `mlkit.package.build_package`, so every test file (package, service, 
 same packages and building them costs about a second once per session.
 """
 from __future__ import annotations
+import os, tempfile
 import numpy as np
 import pandas as pd
 import pytest
+
+# Every run the tests make, in this process and in `mlkit` subprocesses, shares a stage cache of the session's own,
+# never the user's (~/.cache/mlkit). Tests that need every stage to run pass --no-cache.
+os.environ["MLKIT_CACHE"] = tempfile.mkdtemp(prefix="mlkit-test-cache-")
 
 
 def penguin_data() -> pd.DataFrame:

@@ -109,7 +109,7 @@ def run_json(out) -> dict:
 def start_holding(tmp, env, *args) -> subprocess.Popen:
     "Start `mlkit run --out run` with `02_hold` holding; return once it runs, with its service and workers."
     (tmp / "hold").touch()
-    proc = subprocess.Popen([MLKIT, "run", "--out", "run", *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([MLKIT, "run", "--no-cache", "--out", "run", *args], cwd=tmp, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -134,7 +134,7 @@ def pids(tmp, role) -> list:
 def resume_completes(tmp, env, mark):
     "`--from` the interrupted stage completes the run with the first run's parameters, and leaves nothing behind."
     (tmp / "hold").unlink()
-    r = subprocess.run([MLKIT, "run", "--out", "run", "--from", "02_hold"], cwd=tmp, env=env, capture_output=True,
+    r = subprocess.run([MLKIT, "run", "--no-cache", "--out", "run", "--from", "02_hold"], cwd=tmp, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = run_json(tmp / "run")
@@ -213,7 +213,7 @@ def test_a_folder_another_run_is_writing_into_is_refused(lab):
     try:
         write_json(tmp / "run" / "run.json", {"status": "running", "run_dir": str(tmp / "run"), "params": {},
                                               "process": process_identity(other.pid), "stages": []})
-        r = subprocess.run([MLKIT, "run", "--out", "run", "--from", "02_hold"], cwd=tmp, env=env, capture_output=True,
+        r = subprocess.run([MLKIT, "run", "--no-cache", "--out", "run", "--from", "02_hold"], cwd=tmp, env=env, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 2, r.stderr
         assert f"Another mlkit run is writing into 'run' (pid {other.pid}" in r.stderr
