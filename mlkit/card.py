@@ -19,6 +19,7 @@ def _card_value(v) -> str:
     "A metric value as the card's tables show it."
     return "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
+# %% ../notebooks/card.ipynb #51f06855
 def _model_lines(pipeline, model_name:str|None) -> list:
     "The card's model section: candidate, estimator and what comes before it, parameters."
     from mlkit.models import CANDIDATES
@@ -43,6 +44,7 @@ def _input_columns(pipeline) -> list:
     if "preprocess" in getattr(pipeline, "named_steps", {}): return used_columns(pipeline)
     return [str(c) for c in getattr(pipeline, "feature_names_in_", [])]
 
+# %% ../notebooks/card.ipynb #82bd66ca
 def _metrics_lines(metric:str, test:dict, validation:dict|None) -> list:
     "The card's metrics table: one row per metric, a column for validation (when given) and test (when given)."
     names = list(test or validation or {})
@@ -53,6 +55,7 @@ def _metrics_lines(metric:str, test:dict, validation:dict|None) -> list:
         L.append(f"| {k}{' (judged)' if k == metric else ''} | " + "".join(f"{_card_value(v.get(k))} | " for _, v in cols))
     return [line.rstrip() for line in L]
 
+# %% ../notebooks/card.ipynb #52e56f8d
 def model_card(problem, # the `Problem`
                pipeline, # the fitted pipeline being described
                metrics:dict|None=None, # the test metrics (from `score_predictions`); None or {} when it was not tested

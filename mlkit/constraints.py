@@ -31,6 +31,7 @@ class Constraint:
             raise ParameterError(f"The {name!r} parameter must be {self.describe()}. Got {value!r}.{self.hint(value, context)}")
         return self.normalise(value)
 
+# %% ../notebooks/constraints.ipynb #740a7961
 def _is_number(v, kind) -> bool:
     if isinstance(v, bool): return False
     if kind is int: return isinstance(v, numbers.Integral)
@@ -53,6 +54,7 @@ class Interval(Constraint):
         return True
     def normalise(self, value): return float(value) if self.kind is float else value
 
+# %% ../notebooks/constraints.ipynb #a55f779b
 class Options(Constraint):
     "One of a fixed set of text values."
     def __init__(self, *values): self.values = tuple(values)
@@ -62,6 +64,7 @@ class Options(Constraint):
         close = difflib.get_close_matches(str(value), [str(v) for v in self.values], n=1, cutoff=0.5)
         return f" Did you mean {close[0]!r}?" if close else ""
 
+# %% ../notebooks/constraints.ipynb #c7af107f
 def _names(value) -> list:
     "A comma-separated string or a list as a list of stripped names."
     if value is None: return []
@@ -83,6 +86,7 @@ class Names(Constraint):
         close = difflib.get_close_matches(bad[0], list(self.options), n=1, cutoff=0.5)
         return f" {bad[0]!r} is not among them." + (f" Did you mean {close[0]!r}?" if close else "")
 
+# %% ../notebooks/constraints.ipynb #084387be
 class Columns(Constraint):
     "Column names of the data, as a list or a comma-separated string ('' for none); `single`: at most one; `of`: the argument holding the frame."
     def __init__(self, single:bool=False, of:str|None=None): self.single, self.of = single, of
@@ -105,6 +109,7 @@ class Columns(Constraint):
         return (f" {bad[0]!r} is not a column." + (f" Did you mean {close[0]!r}?" if close else "") +
                 f" The columns are: {', '.join(cols)}.")
 
+# %% ../notebooks/constraints.ipynb #40ccfe5d
 class OneOf(Constraint):
     "Any of several constraints (e.g. a number or None)."
     def __init__(self, *constraints): self.constraints = constraints
@@ -156,6 +161,7 @@ def validate_params(constraints:dict, # argument name -> `Constraint`
         return wrapper
     return decorate
 
+# %% ../notebooks/constraints.ipynb #1fdb7acc
 def check_chain(params:dict, # chain parameters by name
                 context:dict|None=None, # e.g. {'columns': [...]}: what column constraints check against
                ) -> dict: # the parameters, normalised
@@ -168,6 +174,7 @@ def check_chain(params:dict, # chain parameters by name
         if all(c in out for c in args): j(**{a: out[c] for c, a in args.items()})
     return out
 
+# %% ../notebooks/constraints.ipynb #a58e126d
 def describe_chain(name:str) -> str:
     "What a chain parameter may be, in words (for `mlkit params`); '' when nothing is declared."
     return " and ".join(dict.fromkeys(str(c) for _, _, c in CHAIN.get(name, [])))

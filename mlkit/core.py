@@ -20,6 +20,7 @@ class MlkitError(Exception):
         "In a notebook, show the message alone: it says what is wrong and what to do, a library traceback does not."
         return [f"{type(self).__name__}: {self}"]
 
+# %% ../notebooks/core.ipynb #bb0d082a
 class ParameterError(MlkitError, ValueError):
     "Raised when a parameter is unknown, of the wrong type, or has a value that is not allowed."
     exit_code = 2

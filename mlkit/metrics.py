@@ -81,6 +81,7 @@ METRICS = {m.name: m for m in [
            compute=_r2),
 ]}
 
+# %% ../notebooks/metrics.ipynb #296ba241
 def metrics_for(task:str, # 'classification' or 'regression'
                ) -> list: # the names of the task's metrics, in the registry's order
     "The metrics of a task."
@@ -118,6 +119,7 @@ def check_metric(metric:str, # 'auto' or a name in `METRICS`
         raise ParameterError(f"The 'success_threshold' for {metric!r} must lie in [{lo}, {hi}]. Got {success_threshold}.")
     return metric, success_threshold
 
+# %% ../notebooks/metrics.ipynb #f9b6468d
 def passes(metric:str, # a name in `METRICS`
            score:float, # the score reached
            threshold:float, # the success threshold
@@ -134,6 +136,7 @@ def scorer_name(metric:str, # a name in `METRICS`
     if metric == "roc_auc" and n_classes > 2: return "roc_auc_ovr"
     return METRICS[metric].scorer
 
+# %% ../notebooks/metrics.ipynb #fe5af15b
 def natural_score(metric:str, # the metric's name
                   value, # a scikit-learn score (a number or an array)
                  ): # the score in the metric's own sign

@@ -15,8 +15,6 @@ __all__ = ['TASKS', 'infer_task', 'Problem', 'check_target', 'define_problem']
 # %% ../notebooks/problem.ipynb #7eca2851
 TASKS = ("auto", "classification", "regression")
 
-
-
 # %% ../notebooks/problem.ipynb #0a54b4ac
 def infer_task(y, # the target column
                max_classes:int=20, # a numeric target with at most this many distinct integer values counts as classes

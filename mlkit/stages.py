@@ -33,10 +33,12 @@ def templates_dir() -> Path:
                          "`pip install .` from a checkout, or `pip install -e .` to work on it.")
     return d
 
+# %% ../notebooks/stages.ipynb #d332dd4a
 def stage_names() -> list:
     "The stage names, in order: the templates' file names without `.ipynb`."
     return [p.stem for p in sorted(templates_dir().glob(PATTERN))]
 
+# %% ../notebooks/stages.ipynb #c4fc19ee
 def template(stage:str, # a full stage name, e.g. '05_select'
             ) -> Path:
     "The template notebook of `stage`."
@@ -93,6 +95,7 @@ LAYOUT = {
     "run":               File("run.json",                      "mlkit run"),
 }
 
+# %% ../notebooks/stages.ipynb #8862935e
 READS = {
     "01_define":   (),
     "02_prepare":  ("problem", "raw?"),
@@ -107,6 +110,7 @@ READS = {
     "11_monitor":  ("problem", "clean", "splits", "deploy", "package?"),
 }
 
+# %% ../notebooks/stages.ipynb #cf916b4a
 def reads(stage:str, # a stage name
           required:bool=False, # only the files the stage cannot do without (leave out those read when present)
          ) -> list: # `LAYOUT` names
@@ -177,6 +181,7 @@ def shell_path(path) -> str:
     except ValueError: pass
     return shlex.quote(p)
 
+# %% ../notebooks/stages.ipynb #e25dbea3
 def run_command(out:str, # the run folder, as it should appear (already quoted for a shell)
                 start:str|None=None, # the first stage (None: the first of the chain)
                 stop:str|None=None, # the last stage (None: the last of the chain)
@@ -184,12 +189,14 @@ def run_command(out:str, # the run folder, as it should appear (already quoted f
     "The `mlkit run` command that runs the stages from `start` to `stop` into the run folder `out`."
     return " ".join([f"mlkit run --out {out}"] + ([f"--from {start}"] if start else []) + ([f"--to {stop}"] if stop else []))
 
+# %% ../notebooks/stages.ipynb #7249f301
 def resume_command(run_dir, # the run folder
                    stage:str, # the stage to resume from
                   ) -> str:
     "The command that resumes the run in `run_dir` from `stage`."
     return run_command(shell_path(run_dir), start=stage)
 
+# %% ../notebooks/stages.ipynb #0fc13d45
 def how_to_run(run_dir, # the run folder (its absolute path is shown: the command works from any folder)
                stages:list, # the stages to run, in order
                them:str|None=None, # how the message refers to them (default: their names)
@@ -206,6 +213,7 @@ def how_to_run(run_dir, # the run folder (its absolute path is shown: the comman
     return (f"{lab} (from a terminal, mlkit run writes only into a folder of its own: "
             f"`{run_command('NEW_FOLDER', None, last)}`, then set run_dir to NEW_FOLDER)")
 
+# %% ../notebooks/stages.ipynb #4ec35c93
 def check_ready(run_dir, # the run folder
                 stage:str, # the stage about to run
                ):
@@ -216,6 +224,7 @@ def check_ready(run_dir, # the run folder
     raise StageError(f"{stage} needs the results of {_and(before)}, which {'is' if len(before) == 1 else 'are'} not in "
                      f"{Path(run_dir)} (missing: {', '.join(files)}). {how_to_run(run_dir, before, 'it' if len(before) == 1 else 'them')}.")
 
+# %% ../notebooks/stages.ipynb #f87b507a
 def missing_file(run_dir, # the run folder
                  key:str, # the missing file's `LAYOUT` name, or its path in the run folder
                 ) -> str:
