@@ -17,7 +17,7 @@ NOTEBOOKS = ROOT / "notebooks"
 # The modules by concern, in the order a reader meets them along the workflow.
 SECTIONS = [
     ("Foundations", ["core", "constraints", "metrics", "problem"]),
-    ("Data in", ["sources", "data", "profiling"]),
+    ("Data in", ["sources", "data", "conversions", "profiling"]),
     ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
