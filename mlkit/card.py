@@ -111,7 +111,7 @@ def model_card(problem, # the `Problem`
 def package_section(meta:dict, # a package's metadata (`metadata.json`)
                    ) -> str: # the section in Markdown
     "The model card's section on the package: version, inputs, limits and how to use it."
-    from mlkit.data import conversion_example
+    from mlkit.conversions import conversion_example
     rows = []
     for c in meta["schema"]["columns"]:
         what = c["kind"]

@@ -4,16 +4,17 @@
 
 # %% ../notebooks/data.ipynb #56865741
 from __future__ import annotations
+import difflib
 from pathlib import Path
 import pandas as pd
 import numpy as np
 from .core import DataError, ParameterError
 from .constraints import validate_params, Options, Interval, Columns
+from .conversions import _infer, _text, convert_column, describe_conversion
 
 # %% auto #0
-__all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE', 'MIN_PARSED',
-           'CURRENCIES', 'default_context', 'infer_conversion', 'convert_column', 'apply_conversions', 'convert_value',
-           'conversion_example', 'describe_conversion', 'clean_data']
+__all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE',
+           'default_context', 'clean_data']
 
 # %% ../notebooks/data.ipynb #82a72864
 def _penguins():
@@ -53,11 +54,7 @@ def default_context(data:str) -> str:
     "The context of a built-in data set's default problem, or '' for other data."
     return BUILTIN_CONTEXT.get(str(data), "")
 
-# %% ../notebooks/data.ipynb #5fab6ded
-OUTLIER_ACTIONS = ("flag", "clip", "drop", "none")
-DUPLICATE_ACTIONS = ("auto", "drop", "keep")
-MAX_DUPLICATE_SHARE = 0.1  # 'auto' keeps repeats above this share: they look like real, identical observations
-
+# %% ../notebooks/data.ipynb #ef2433bc
 def _log(log, step, column, rows, detail):
     log.append({"step": step, "column": column, "rows": int(rows), "detail": detail})
 
@@ -73,235 +70,6 @@ def _tidy_text(df, log):
             df.loc[blank, c] = np.nan
             _log(log, "blank to missing", c, blank.sum(), "empty or placeholder text (e.g. '', 'NA', '?') marked missing")
     return df
-
-# %% ../notebooks/data.ipynb #cc63380a
-import re, warnings, difflib
-
-MIN_PARSED = 0.95  # a text column is converted only when at least this share of its values reads as numbers (or as dates)
-CURRENCIES = "$€£¥₹"
-_NUMBER = re.compile(rf"(?P<s1>[-+]?)\s*(?P<pre>[{CURRENCIES}]?)\s*(?P<s2>[-+]?)(?P<body>\d(?:[\d.,' ]*\d)?)\s*(?P<post>[{CURRENCIES}%]?)")
-_LEADING_ZERO = re.compile(r"[-+]?\s*\D?\s*0\d")
-_DIGIT = re.compile(r"\d")
-_SAMPLE = 5000  # columns with more distinct values are first tried on the commonest this many
-_SEPARATOR_NAMES = {",": "commas", ".": "dots", " ": "spaces", "'": "apostrophes"}
-
-def _text(values) -> pd.Series:
-    "Values as stripped text, with no-break spaces as spaces and typographic apostrophes as plain ones."
-    return pd.Series([str(v).replace("\u00a0", " ").replace("\u202f", " ").replace("’", "'").strip() for v in values],
-                     index=getattr(values, "index", None), dtype=object)
-
-def _matches(t, pattern) -> tuple: # (a frame of `pattern`'s named groups, a mask of the values it matches whole)
-    "`pattern` matched against each text value of `t`."
-    found = [pattern.fullmatch(v) for v in t]
-    frame = pd.DataFrame([m.groups() if m else (None,)*pattern.groups for m in found], index=t.index, columns=list(pattern.groupindex))
-    return frame, np.array([m is not None for m in found], dtype=bool)
-
-def _number_pattern(thousands, decimal) -> str:
-    "A regex for a number's digits: grouped by `thousands` in threes (or not grouped), with `decimal` before any fraction."
-    d = re.escape(decimal)
-    grouped = rf"\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{d}\d+)?|" if thousands else ""
-    return rf"(?:{grouped}\d+(?:{d}\d+)?)"
-
-def _groups_of_three(bodies, sep) -> bool:
-    "Whether every value holding `sep` is digits grouped in threes by it, like '1,234' or '1,234,567'."
-    three = re.compile(rf"\d{{1,3}}(?:{re.escape(sep)}\d{{3}})+")
-    return all(three.fullmatch(b) for b in bodies if sep in b)
-
-def _separators(bodies) -> tuple: # (thousands separator or None, decimal mark, note), or (None, None, why not)
-    "The thousands separator and decimal mark a column's numbers are written with, decided from all of them."
-    joined = "".join(bodies)
-    seps = {ch for ch in " '.," if ch in joined}
-    group = seps & {" ", "'"}
-    if len(group) > 1: return None, None, "spaces and apostrophes both separate digits"
-    if group:
-        (g,), rest = group, seps - group
-        if len(rest) > 1: return None, None, "both ',' and '.' appear beside digit groups"
-        return g, rest.pop() if rest else ".", None
-    if seps == {",", "."}:
-        last = {"," if b.rfind(",") > b.rfind(".") else "." for b in bodies if "," in b and "." in b}
-        if len(last) > 1: return None, None, "numbers are written both like '1,234.5' and like '1.234,5'"
-        if last: return ("." if last == {","} else ","), last.pop(), None
-        if _groups_of_three(bodies, ","): return ",", ".", None
-        if _groups_of_three(bodies, "."): return ".", ",", None
-        return None, None, "some numbers have a decimal comma, others a decimal point"
-    if seps == {","}:
-        if any(b.count(",") > 1 for b in bodies): return ",", ".", None
-        if _groups_of_three(bodies, ","):
-            return ",", ".", "ambiguous: every comma has exactly three digits after it, so it was read as a thousands separator"
-        return None, ",", None
-    if seps == {"."} and any(b.count(".") > 1 for b in bodies): return ".", ",", None
-    return None, ".", None
-
-def _number_kind(thousands, decimal, unit) -> str:
-    "The conversion's name: what a reader would call such numbers."
-    return ("percent" if unit == "%" else "currency" if unit else "thousands" if thousands else
-            "decimal_comma" if decimal == "," else "number")
-
-def _to_numbers(t, spec):
-    "Text values `t` read as numbers the way `spec` says (NaN where they do not read so)."
-    if spec["kind"] == "number": return pd.to_numeric(t, errors="coerce")
-    g, d, unit = spec["thousands"], spec["decimal"], spec.get("unit") or ""
-    digits = re.compile(_number_pattern(g, d))
-    def plain(v):  # '-€1.234,5' -> '-1234.5'; None when `v` is not written as `spec` says
-        m = _NUMBER.fullmatch(v)
-        if m is None or (m["s1"] and m["s2"]) or m["pre"] not in ("", unit) or m["post"] not in ("", unit) \
-                or not digits.fullmatch(m["body"]): return None
-        body = m["body"].replace(g, "") if g else m["body"]
-        return m["s1"] + m["s2"] + (body.replace(",", ".") if d == "," else body)
-    x = pd.to_numeric(pd.Series([plain(v) for v in t], index=t.index, dtype=object), errors="coerce")
-    return x / 100 if unit == "%" else x
-
-def _share(counts, mask) -> float: return float(counts[np.asarray(mask, bool)].sum() / counts.sum())
-
-def _infer_numbers(t, counts) -> tuple: # (spec or None, note)
-    "How the distinct text values `t` (seen `counts` times) write numbers, or None."
-    spec, note = {"kind": "number", "thousands": None, "decimal": ".", "unit": None}, None
-    if _share(counts, _to_numbers(t, spec).notna()) < MIN_PARSED:
-        m, ok = _matches(t, _NUMBER)
-        if _share(counts, ok) < MIN_PARSED: return None, None
-        units = sorted((set(m.pre[ok]) | set(m.post[ok])) - {""})
-        if len(units) > 1: return None, f"looks numeric but mixes units ({', '.join(units)}), so it was not converted"
-        thousands, decimal, note = _separators(m.body[ok])
-        if decimal is None: return None, f"looks numeric but {note}, so it was not converted"
-        unit = units[0] if units else None
-        spec = {"kind": _number_kind(thousands, decimal, unit), "thousands": thousands, "decimal": decimal, "unit": unit}
-        if _share(counts, _to_numbers(t, spec).notna()) < MIN_PARSED: return None, None
-    zero = next((v for v in t if _LEADING_ZERO.match(v)), None)
-    if zero is not None: return None, f"converting would lose leading zeros, e.g. {zero!r}"
-    return spec, note
-
-# %% ../notebooks/data.ipynb #16d55c5b
-_DATE = re.compile(r"""(?:(?P<iso>\d{4}-\d{1,2}-\d{1,2})                              # 2024-01-31
-  | (?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?:\d{4}|\d{2})              # 31/01/2024, 01/31/24, 31.01.2024
-  | [A-Za-z]{3,9}\.?\ \d{1,2}(?:st|nd|rd|th)?,?\ \d{4}                             # Jan 31, 2024
-  | \d{1,2}\ [A-Za-z]{3,9}\.?,?\ \d{4})                                            # 31 Jan 2024
-  (?:[T\ ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\ ?(?:[AaPp][Mm])?)?(?:Z|[+-]\d{2}:?\d{2})?""", re.X)
-
-def _to_dates(t, spec):
-    "Text values `t` read as dates the way `spec` says, trying its formats in turn (NaT where none reads)."
-    d = pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns]")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, f in enumerate(spec["formats"]):
-            todo = t[d.isna()]
-            if todo.empty: break
-            try: got = pd.to_datetime(todo, format=f, dayfirst=spec["dayfirst"], errors="coerce")
-            except (ValueError, TypeError): continue  # e.g. time zones that differ between values
-            if not pd.api.types.is_datetime64_any_dtype(got): continue
-            d = got.reindex(t.index) if i == 0 else d.fillna(got)
-    return d if pd.api.types.is_datetime64_any_dtype(d) else pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns]")
-
-def _infer_dates(t, counts) -> tuple: # (spec or None, note)
-    "How the distinct text values `t` (seen `counts` times) write dates, or None."
-    m, ok = _matches(t, _DATE)
-    if _share(counts, ok) < MIN_PARSED: return None, None
-    a, b = pd.to_numeric(m.a, errors="coerce"), pd.to_numeric(m.b, errors="coerce")
-    if (a > 12).any() and (b > 12).any():
-        return None, "looks like dates but some are written day first ('31/01/2024'), others month first ('01/31/2024')"
-    dayfirst = bool((a > 12).any() or (not (b > 12).any() and set(m.sep.dropna()) == {"."}))
-    note = None
-    if m.sep.notna().any() and not ((a > 12).any() or (b > 12).any()):
-        note = f"no value shows whether the day or the month comes first; read {'day' if dayfirst else 'month'} first"
-    if m.iso[ok].notna().all(): formats = ["ISO8601"]
-    else:  # the formats pandas guesses for (up to 200 of) the values, the commonest first
-        from pandas.tseries.api import guess_datetime_format
-        guesses = [guess_datetime_format(v, dayfirst=dayfirst) for v in t[ok].head(200)]
-        seen = pd.Series(counts[ok][:200]).groupby(guesses, sort=False).sum().sort_values(ascending=False, kind="stable")
-        formats = [] if None in guesses else list(seen.index)
-    for f in ([formats] if formats else []) + [["mixed"]]:
-        spec = {"kind": "date", "formats": f, "dayfirst": dayfirst}
-        if _share(counts, _to_dates(t, spec).notna()) >= MIN_PARSED: return spec, note
-    return None, None
-
-# %% ../notebooks/data.ipynb #cb096f7a
-def _infer(s) -> tuple: # (spec or None, note)
-    "How a text column writes numbers or dates, and a note for the log: a doubt settled, or why it stays text."
-    raw = s.dropna().value_counts()  # each distinct value once, the commonest first: the rules below run on these
-    if raw.empty: return None, None
-    counts = raw.groupby(_text(raw.index).to_numpy(), sort=False).sum()
-    t, counts = pd.Series(counts.index, dtype=object), counts.to_numpy()
-    if _share(counts, [_DIGIT.search(v) is not None for v in t]) < MIN_PARSED: return None, None  # words: no need to look closer
-    ways = [_infer_dates, _infer_numbers]
-    for n in ([_SAMPLE, len(t)] if len(t) > _SAMPLE else [len(t)]):  # the commonest values first: most text is neither
-        for way in ways:
-            spec, note = way(t[:n], counts[:n])
-            if spec or note: ways = [way]; break
-        else: return None, None
-    return spec, note
-
-def infer_conversion(s:pd.Series, # a text column
-                    ) -> dict|None: # {'kind': ..., ...}, or None when the column is not numbers or dates written as text
-    "How a text column writes its numbers or dates, decided from all its values (see the rules above)."
-    return _infer(s)[0]
-
-# %% ../notebooks/data.ipynb #3b119dec
-def convert_column(s:pd.Series, # a column as read from a file: text, or already numbers or dates
-                   spec:dict, # how its text is written (`infer_conversion`'s answer)
-                   unreadable:str="missing", # text that does not read so: 'missing', or 'keep' it for a later check to name
-                  ) -> pd.Series:
-    "Read a column's text values as numbers or dates, as `spec` says; values that are not text pass through."
-    date = spec["kind"] == "date"
-    t = pd.api.types
-    if (t.is_datetime64_any_dtype(s) if date else t.is_numeric_dtype(s) and not t.is_bool_dtype(s)): return s
-    text = s.map(lambda v: isinstance(v, str)).astype(bool)
-    distinct = pd.unique(s[text].to_numpy())  # each distinct value is read once
-    read = (_to_dates if date else _to_numbers)(_text(distinct), spec)
-    out = read.take(pd.Index(distinct).get_indexer(s[text].to_numpy())).set_axis(s.index[text])
-    if unreadable == "keep" and out.isna().any():
-        res = s.astype(object).copy()
-        good = out.notna()
-        res[good[good].index] = out[good].astype(object)
-        return res
-    rest = s[~text]
-    if rest.empty: return out.reindex(s.index)
-    rest = pd.to_datetime(rest, errors="coerce") if date else pd.to_numeric(rest, errors="coerce")
-    return pd.concat([out, rest]).reindex(s.index)
-
-@validate_params({"unreadable": Options("missing", "keep")})
-def apply_conversions(df:pd.DataFrame, # raw rows (left unchanged)
-                      conversions:dict, # column -> spec, as `clean_data` returns them (columns not in `df` are skipped)
-                      unreadable:str="missing", # text that does not read as the spec says: 'missing', or 'keep' it as it is
-                     ) -> pd.DataFrame:
-    "Read text columns of raw rows as numbers and dates exactly as cleaning did: the same conversions at training and scoring."
-    df = df.copy()
-    for c, spec in (conversions or {}).items():
-        if c in df.columns: df[c] = convert_column(df[c], spec, unreadable)
-    return df
-
-def convert_value(v, # one value, e.g. '45%' from a JSON record
-                  spec:dict, # how text in its column is written
-                 ):
-    "One text value read as `spec` says (a float or a datetime), or the value unchanged when it does not read so."
-    if not isinstance(v, str): return v
-    x = convert_column(pd.Series([v], dtype=object), spec, "keep").iloc[0]
-    if isinstance(x, str) or pd.isna(x): return v
-    return x.to_pydatetime() if isinstance(x, pd.Timestamp) else float(x)
-
-# %% ../notebooks/data.ipynb #c7601c94
-def conversion_example(spec:dict, # a conversion, as `infer_conversion` gives it
-                      ) -> str:
-    "A made-up value written the way `spec` reads, e.g. '1.234.567,5' or '31/01/2024'."
-    if spec["kind"] == "date":
-        f = spec["formats"][0]
-        if f in ("ISO8601", "mixed"): return "2024-01-31" if f == "ISO8601" else "31/01/2024" if spec["dayfirst"] else "01/31/2024"
-        return pd.Timestamp("2024-01-31 13:45").strftime(f)
-    g, d, unit = spec["thousands"], spec["decimal"], spec.get("unit") or ""
-    digits = f"1{g}234{g}567{d}5" if g else f"12{d}5"
-    return f"{digits}%" if unit == "%" else unit + digits
-
-def describe_conversion(spec:dict, # a conversion, as `infer_conversion` gives it
-                        example:str|None=None, # a value of the column to show (default: a made-up one)
-                       ) -> str:
-    "A conversion in words, e.g. \"text with decimal commas (e.g. '3,14') → number\"."
-    ex = example if example is not None else conversion_example(spec)
-    if spec["kind"] == "date":
-        order = "" if spec["formats"] == ["ISO8601"] else f", {'day' if spec['dayfirst'] else 'month'} first"
-        return f"dates written as text (e.g. {ex!r}{order}) → date"
-    parts = ([f"{_SEPARATOR_NAMES[spec['thousands']]} as thousands separators"] if spec["thousands"] else []) + \
-            (["decimal commas"] if spec["decimal"] == "," else [])
-    head = {"percent": "percentages", "currency": f"amounts in {spec.get('unit')}"}.get(spec["kind"], "text")
-    what = f"{head} with {' and '.join(parts)}" if parts else head if head != "text" else "numbers stored as text"
-    return f"{what} (e.g. {ex!r}) → " + ("fraction (45% → 0.45)" if spec["kind"] == "percent" else "number")
 
 # %% ../notebooks/data.ipynb #30dc86cc
 def _keep_text(keep_text, columns) -> list:
@@ -359,7 +127,11 @@ def _infinite_to_missing(df, log):
                  "imputed in the pipeline like any missing value")
     return df
 
-# %% ../notebooks/data.ipynb #7ee9ca88
+# %% ../notebooks/data.ipynb #42b53625
+OUTLIER_ACTIONS = ("flag", "clip", "drop", "none")
+DUPLICATE_ACTIONS = ("auto", "drop", "keep")
+MAX_DUPLICATE_SHARE = 0.1  # 'auto' keeps repeats above this share: they look like real, identical observations
+
 @validate_params({"outliers": Options(*OUTLIER_ACTIONS), "outlier_k": Interval(float, 0, None, closed="neither"),
                   "duplicates": Options(*DUPLICATE_ACTIONS), "keep_text": Columns()},
                  chain=("outliers", "outlier_k", "duplicates", "keep_text"))

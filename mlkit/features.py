@@ -12,7 +12,7 @@ from .core import DataError, ParameterError
 from .constraints import validate_params, Interval, Columns
 
 # %% auto #0
-__all__ = ['DATE_PARTS', 'categories_as_strings', 'as_datetimes', 'date_parts', 'date_part_names', 'looks_like_dates',
+__all__ = ['DATE_PARTS', 'categories_as_strings', 'looks_like_dates', 'as_datetimes', 'date_parts', 'date_part_names',
            'plan_features', 'preprocessor_from_plan', 'build_preprocessor', 'used_columns']
 
 # %% ../notebooks/features.ipynb #60816793
@@ -22,7 +22,19 @@ def categories_as_strings(X, # the categorical columns (a DataFrame or 2-D array
     X = pd.DataFrame(X)
     return X.astype("string").astype(object).where(X.notna(), np.nan)
 
-# %% ../notebooks/features.ipynb #7d1cfa3b
+# %% ../notebooks/features.ipynb #a95cc69e
+def looks_like_dates(s:pd.Series, # a text column
+                     sample:int=200, # how many values to try
+                    ) -> bool: # True when (nearly) every value reads as a date or a time
+    "Whether a text column holds dates or times, such as '2024-01-31' or '31/01/2024 12:30'."
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s): return False
+    v = s.dropna().astype(str).head(sample)
+    if v.empty or not v.str.contains(r"\d{4}|\d{1,2}:\d{2}").all(): return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().mean() >= 0.95)
+
+# %% ../notebooks/features.ipynb #ab5a8637
 DATE_PARTS = {"month": "month", "day_of_week": "day of week", "hour": "hour"}  # part: how the plan names it
 _PERIODS = {"month": 12, "day_of_week": 7, "hour": 24}
 
@@ -43,6 +55,7 @@ def as_datetimes(s:pd.Series, # a datetime column, or text (or datetime objects)
         if lost.any(): d[lost] = pd.to_datetime(s[lost].map(one), errors="coerce")
     return d
 
+# %% ../notebooks/features.ipynb #7d1cfa3b
 def date_parts(X, # date columns: a DataFrame (or 2-D array) of datetimes or text
                parts:list, # for each column in order, the parts to create: 'month', 'day_of_week', 'hour'
               ) -> pd.DataFrame: # two columns (sin, cos) per part; NaN where a date is missing or unreadable
@@ -60,6 +73,7 @@ def date_parts(X, # date columns: a DataFrame (or 2-D array) of datetimes or tex
             out[f"{c}_{p}_sin"], out[f"{c}_{p}_cos"] = np.sin(angle), np.cos(angle)
     return pd.DataFrame(out, index=X.index)
 
+# %% ../notebooks/features.ipynb #11e99e95
 def date_part_names(transformer, # the `FunctionTransformer` running `date_parts`
                     input_features, # the date columns' names
                    ) -> np.ndarray: # the names of `date_parts`' output columns
@@ -67,21 +81,10 @@ def date_part_names(transformer, # the `FunctionTransformer` running `date_parts
     parts = transformer.kw_args["parts"]
     return np.asarray([f"{c}_{p}_{f}" for c, ps in zip(input_features, parts) for p in ps for f in ("sin", "cos")], dtype=object)
 
-# %% ../notebooks/features.ipynb #e91117ec
+# %% ../notebooks/features.ipynb #a61f8fdc
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^(id|uuid|guid)([_\s.-]|$)", re.I)
 
 def _is_datetime(s): return pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s)
-
-def looks_like_dates(s:pd.Series, # a text column
-                     sample:int=200, # how many values to try
-                    ) -> bool: # True when (nearly) every value reads as a date or a time
-    "Whether a text column holds dates or times, such as '2024-01-31' or '31/01/2024 12:30'."
-    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s): return False
-    v = s.dropna().astype(str).head(sample)
-    if v.empty or not v.str.contains(r"\d{4}|\d{1,2}:\d{2}").all(): return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().mean() >= 0.95)
 
 def _date_plan(s):
     "Role, treatment, reason and the parts to create for a date column `s`."
@@ -129,6 +132,7 @@ def _classify(name, s, n, min_rows_for_id):
         return "dropped", "none", f"{nu} distinct values in {nn} rows: an identifier or a name, not a category"
     return "categorical", "missing as a category, one-hot", f"{nu} categories ({imp})"
 
+# %% ../notebooks/features.ipynb #0ee9fa9a
 def _target_not_dropped(target, drop):
     if target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
         raise ParameterError(f"The columns to drop include the target {target!r}; the target is never a feature anyway. "
@@ -198,6 +202,7 @@ def preprocessor_from_plan(plan:pd.DataFrame, # a plan from `plan_features`
             ("impute", SimpleImputer(strategy="constant", fill_value=0.0))]), dates))
     return ColumnTransformer(steps, remainder="drop")
 
+# %% ../notebooks/features.ipynb #45b8fdb2
 def build_preprocessor(df:pd.DataFrame, # the clean data, target included
                        target:str, # the target column
                        drop=(), # columns to leave out, a list or a comma-separated string

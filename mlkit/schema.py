@@ -30,7 +30,7 @@ class Column:
     max: float|None = None # largest value in training (numbers)
     categories: list|None = None # values seen in training (text, booleans); None when there were too many
     unseen: str|None = None # 'flag' or 'refuse': what happens to a category not in `categories`
-    conversion: dict|None = None # how text is read into it, as cleaning did (`mlkit.data.convert_column`); None when it was not text
+    conversion: dict|None = None # how text is read into it, as cleaning did (`mlkit.conversions.convert_column`); None when it was not text
 
     def describe(self) -> str:
         "A one-line description for people: kind, range or categories, nullability."
@@ -40,7 +40,7 @@ class Column:
             s += f", one of {', '.join(map(repr, self.categories[:12]))}" + (" …" if len(self.categories) > 12 else "")
             if self.unseen == "flag": s += " (others are scored with a warning)"
         if self.conversion:
-            from mlkit.data import conversion_example
+            from mlkit.conversions import conversion_example
             s += f", or text written like {conversion_example(self.conversion)!r}"
         s += ", may be null" if self.nullable else ", required (not null)"
         return s
@@ -124,7 +124,7 @@ def _record_type(columns:list):
     import datetime as dt
     from functools import partial
     from pydantic import BeforeValidator, ConfigDict, Field
-    from mlkit.data import convert_value
+    from mlkit.conversions import convert_value
     fields = {}
     for c in columns:
         if c.kind == "number": t = float
@@ -185,7 +185,7 @@ def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors(
                 and not col.nullable and e.get("input", 0) is None:
             msg = "must not be null: the model cannot score a record without it"
         elif kind in _TYPE_ERRORS and col is not None and col.conversion:
-            from mlkit.data import conversion_example
+            from mlkit.conversions import conversion_example
             msg += f", or text written like {conversion_example(col.conversion)!r}"
         elif kind == "missing" and col is not None and col.nullable:
             msg += " (send null when the value is unknown)"
@@ -231,7 +231,7 @@ class Schema:
     def to_frame(self):
         "The schema as a table, one row per column, for people to read."
         import pandas as pd
-        from mlkit.data import describe_conversion
+        from mlkit.conversions import describe_conversion
         return pd.DataFrame([{**asdict(c), "categories": None if c.categories is None else ", ".join(map(str, c.categories)),
                               "conversion": None if c.conversion is None else describe_conversion(c.conversion)}
                              for c in self.columns]).set_index("name")
@@ -325,7 +325,7 @@ class Schema:
         if len(df) == 0: raise DataError("The input has no rows to score.")
         X = df[self.names].reset_index(drop=True).copy()
         if self.conversions:  # text written as in the raw training data ('45%', '1.234,5'): read as cleaning did
-            from mlkit.data import apply_conversions
+            from mlkit.conversions import apply_conversions
             X = apply_conversions(X, self.conversions, unreadable="keep")
         for c in self.columns: X[c.name] = self._check_column(c, X[c.name])
         X = self._restore_dtypes(X)

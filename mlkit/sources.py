@@ -13,20 +13,15 @@ from .data import BUILTIN_DATASETS
 
 # %% auto #0
 __all__ = ['FILE_KINDS', 'CSV_OPTIONS', 'SNAPSHOT', 'SNAPSHOT_INFO', 'is_url', 'safe_url', 'locate', 'Source', 'as_source',
-           'detect_encoding', 'sniff_csv', 'sheet_names', 'read_source', 'load_data', 'file_sha256', 'frame_sha256',
-           'fingerprint', 'read_once', 'keep_rows', 'describe_read']
+           'detect_encoding', 'sniff_csv', 'read_source', 'load_data', 'sheet_names', 'file_sha256', 'frame_sha256',
+           'fingerprint', 'keep_rows', 'read_once', 'describe_read']
 
-# %% ../notebooks/sources.ipynb #180f7da8
-FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
-              ".xlsx": "excel", ".xlsm": "excel"}
-CSV_OPTIONS = ("sep", "decimal", "encoding", "na_values", "thousands", "quotechar")  # what `csv_options` may set
-_UNSUPPORTED = {".xls": "an old-style Excel workbook", ".ods": "an OpenDocument spreadsheet", ".json": "JSON",
-                ".zip": "a zip archive", ".gz": "a compressed file"}
-
+# %% ../notebooks/sources.ipynb #2e3f2940
 def is_url(data) -> bool:
     "Whether `data` is a database URL (`dialect+driver://...`) rather than a path or a built-in name."
     return isinstance(data, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", data) is not None
 
+# %% ../notebooks/sources.ipynb #52f0e9f4
 def safe_url(url:str) -> str:
     "`url` fit to show or store: the password replaced by `***`."
     from sqlalchemy.engine import make_url
@@ -79,6 +74,12 @@ class Source:
         return self.location
 
 # %% ../notebooks/sources.ipynb #573ecd83
+FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
+              ".xlsx": "excel", ".xlsm": "excel"}
+CSV_OPTIONS = ("sep", "decimal", "encoding", "na_values", "thousands", "quotechar")  # what `csv_options` may set
+_UNSUPPORTED = {".xls": "an old-style Excel workbook", ".ods": "an OpenDocument spreadsheet", ".json": "JSON",
+                ".zip": "a zip archive", ".gz": "a compressed file"}
+
 def _check_csv_options(opts) -> dict:
     if opts in (None, "", {}): return {}
     if not isinstance(opts, dict):
@@ -161,13 +162,7 @@ def as_source(data:str, # a path, a database URL or a built-in data set's name
                   csv_options=opts)
 
 # %% ../notebooks/sources.ipynb #316d63bf
-_SAMPLE = 64*1024
 _BOMS = [(b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")]
-_DELIMITERS = ",;\t|"
-_COMMA_DECIMAL = re.compile(r"^[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
-_POINT_DECIMAL = re.compile(r"^[-+]?\d*\.\d+$")
-_GROUPED_POINTS = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+(,\d+)?$")
-_LEADING_ZERO = re.compile(r"^0\d+$")  # '007', '01234': an identifier or a code, read as text
 
 def _non_latin(text:str) -> bool:
     "Whether most letters outside ASCII in `text` belong to a script other than Latin."
@@ -198,6 +193,13 @@ def detect_encoding(head:bytes, # the first bytes of the file
         return "latin-1", "not UTF-8 nor Windows-1252; read as Latin-1, which accepts every byte"
 
 # %% ../notebooks/sources.ipynb #7e278a33
+_SAMPLE = 64*1024
+_DELIMITERS = ",;\t|"
+_COMMA_DECIMAL = re.compile(r"^[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+$")
+_POINT_DECIMAL = re.compile(r"^[-+]?\d*\.\d+$")
+_GROUPED_POINTS = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+(,\d+)?$")
+_LEADING_ZERO = re.compile(r"^0\d+$")  # '007', '01234': an identifier or a code, read as text
+
 def _sample_text(head:bytes, encoding:str) -> str:
     "The whole lines of `head`, decoded."
     text = head.decode(encoding, errors="replace")
@@ -272,13 +274,6 @@ def _read_excel(source:Source, columns, nrows, text_columns=()):
         raise
     return df, {"sheet": source.sheet, "sheets": sheet_names(source.location)}
 
-def sheet_names(path) -> list:
-    "The names of the sheets in an Excel workbook."
-    from openpyxl import load_workbook
-    wb = load_workbook(path, read_only=True)
-    try: return list(wb.sheetnames)
-    finally: wb.close()
-
 def _read_sql(source:Source, columns, nrows, text_columns=()):
     from sqlalchemy.engine import make_url
     if not source.url or make_url(source.url).password == "***":
@@ -320,6 +315,7 @@ def _sql_problem(source:Source, e:Exception) -> str:
 
 _READERS = {"csv": _read_csv, "excel": _read_excel, "sql": _read_sql}
 
+# %% ../notebooks/sources.ipynb #9cd53c3e
 def read_source(source, # a `Source`, or what `as_source` takes as `data`
                 columns:list|None=None, # read only these columns (all when None)
                 nrows:int|None=None, # read at most this many rows (all when None)
@@ -357,12 +353,21 @@ def read_source(source, # a `Source`, or what `as_source` takes as `data`
     df.columns = [str(c) for c in df.columns]
     return df, {"kind": source.kind, "source": str(source), "rows": len(df), "columns": df.shape[1], **info}
 
+# %% ../notebooks/sources.ipynb #6079abba
 def load_data(source, # a `Source`, a path, a database URL or the name of a built-in data set
               columns:list|None=None, # read only these columns (all when None)
               nrows:int|None=None, # read at most this many rows (all when None)
              ) -> pd.DataFrame:
     "Read a data set into a DataFrame, or raise a `DataError` that says what was wrong."
     return read_source(source, columns=columns, nrows=nrows)[0]
+
+# %% ../notebooks/sources.ipynb #e474df78
+def sheet_names(path) -> list:
+    "The names of the sheets in an Excel workbook."
+    from openpyxl import load_workbook
+    wb = load_workbook(path, read_only=True)
+    try: return list(wb.sheetnames)
+    finally: wb.close()
 
 # %% ../notebooks/sources.ipynb #ee1cde7e
 def file_sha256(path, # a file
@@ -379,6 +384,7 @@ def frame_sha256(df:pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
+# %% ../notebooks/sources.ipynb #1ac416ea
 def fingerprint(source, # a `Source`
                 df:pd.DataFrame|None=None, # the frame read from it (for sources that are not files)
                ) -> dict: # the source without password, and `sha256`
@@ -388,8 +394,20 @@ def fingerprint(source, # a `Source`
     else: digest = frame_sha256(df if df is not None else read_source(source)[0])
     return {**source.to_dict(), "sha256": digest}
 
+# %% ../notebooks/sources.ipynb #7bc695f4
 SNAPSHOT, SNAPSHOT_INFO = "source.parquet", "source.json"
 
+def keep_rows(df:pd.DataFrame, # the rows read from a database
+              info:dict, # how they were read, with `sha256`
+              folder, # the run folder's `data/raw`
+             ) -> Path: # the Parquet file written
+    "Keep rows read from a database in `folder` (Parquet, and `source.json` saying where they came from)."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder/(SNAPSHOT + ".tmp"); df.to_parquet(tmp, index=False); tmp.replace(folder/SNAPSHOT)
+    write_json(folder/SNAPSHOT_INFO, {k: v for k, v in info.items() if k != "reused"})
+    return folder/SNAPSHOT
+
+# %% ../notebooks/sources.ipynb #ae3b2ebe
 def _changed(source, was:str, now:str) -> DataError:
     return DataError(f"The data changed since this run first read it: {source} had SHA-256 {was[:12]}…, now {now[:12]}…. "
                      "A run reads one version of its data: start a new run (or run again from 01_define) to use the new one.")
@@ -418,16 +436,6 @@ def read_once(source, # a `Source`, or its `to_dict()` (as `problem.json` keeps 
     if expect and info["sha256"] != expect: raise _changed(source, expect, info["sha256"])
     keep_rows(df, info, folder)
     return df, {**info, "reused": False}
-
-def keep_rows(df:pd.DataFrame, # the rows read from a database
-              info:dict, # how they were read, with `sha256`
-              folder, # the run folder's `data/raw`
-             ) -> Path: # the Parquet file written
-    "Keep rows read from a database in `folder` (Parquet, and `source.json` saying where they came from)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder/(SNAPSHOT + ".tmp"); df.to_parquet(tmp, index=False); tmp.replace(folder/SNAPSHOT)
-    write_json(folder/SNAPSHOT_INFO, {k: v for k, v in info.items() if k != "reused"})
-    return folder/SNAPSHOT
 
 # %% ../notebooks/sources.ipynb #44654c17
 _SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}

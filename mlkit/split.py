@@ -13,7 +13,7 @@ from .constraints import validate_params, Interval, Options, Columns, OneOf, IsN
 __all__ = ['SPLITS', 'RARE_CLASSES', 'FRACTION', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
            'select_split', 'cross_validator']
 
-# %% ../notebooks/split.ipynb #c6b44b59
+# %% ../notebooks/split.ipynb #bfe97d80
 SPLITS = ("train", "validation", "test")
 
 def check_sizes(test_size:float, # the test share of the rows
@@ -24,12 +24,7 @@ def check_sizes(test_size:float, # the test share of the rows
         raise ParameterError(f"test_size + validation_size is {test_size + validation_size:g}, which leaves less than "
                              "20% of the rows to learn from. Lower one of them (0.2 each is usual).")
 
-def _check_split_column(df, name, what):
-    if df[name].isna().any():
-        raise DataError(f"The {what} {name!r} has {int(df[name].isna().sum())} missing values; every row needs one to "
-                        f"be placed in a split. Fill or drop those rows in 02_prepare.")
-
-# %% ../notebooks/split.ipynb #bfe97d80
+# %% ../notebooks/split.ipynb #b967d784
 RARE_CLASSES = ("refuse", "drop")
 
 def _too_small(counts, what, folds=None) -> str:
@@ -44,22 +39,6 @@ def _stratified_positions(y, test_size, validation_size, seed):
     from sklearn.model_selection import train_test_split
     rest, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
     train, val = train_test_split(rest, test_size=validation_size/(1 - test_size), stratify=y.iloc[rest], random_state=seed)
-    return train, val, test
-
-def _stratified(y, test_size, validation_size, seed, folds=None):
-    counts = y.value_counts()
-    small = counts[counts < 3]
-    if len(small): raise DataError(_too_small(small, "rows"))
-    n, k = len(y), len(counts)
-    for name, frac in [("test_size", test_size), ("validation_size", validation_size)]:
-        if int(np.floor(frac*n)) < k:
-            raise DataError(f"{name}={frac:g} gives {int(np.floor(frac*n))} of {n} rows, fewer than the {k} classes, so "
-                            f"not every class can appear. Raise {name} to at least {np.ceil(k/n*100)/100:g}.")
-    train, val, test = _stratified_positions(y, test_size, validation_size, seed)
-    if folds:
-        in_train = y.iloc[train].value_counts()
-        short = in_train[in_train < folds]
-        if len(short): raise DataError(_too_small(short, "train", folds))
     return train, val, test
 
 def find_rare_classes(y:pd.Series, # the target (missing values already left out)
@@ -82,6 +61,28 @@ def find_rare_classes(y:pd.Series, # the target (missing values already left out
         short = in_train[in_train < folds]
         if not len(short): return out
         out.update({c: int(counts[c]) for c in short.index})
+
+# %% ../notebooks/split.ipynb #27598c36
+def _check_split_column(df, name, what):
+    if df[name].isna().any():
+        raise DataError(f"The {what} {name!r} has {int(df[name].isna().sum())} missing values; every row needs one to "
+                        f"be placed in a split. Fill or drop those rows in 02_prepare.")
+
+def _stratified(y, test_size, validation_size, seed, folds=None):
+    counts = y.value_counts()
+    small = counts[counts < 3]
+    if len(small): raise DataError(_too_small(small, "rows"))
+    n, k = len(y), len(counts)
+    for name, frac in [("test_size", test_size), ("validation_size", validation_size)]:
+        if int(np.floor(frac*n)) < k:
+            raise DataError(f"{name}={frac:g} gives {int(np.floor(frac*n))} of {n} rows, fewer than the {k} classes, so "
+                            f"not every class can appear. Raise {name} to at least {np.ceil(k/n*100)/100:g}.")
+    train, val, test = _stratified_positions(y, test_size, validation_size, seed)
+    if folds:
+        in_train = y.iloc[train].value_counts()
+        short = in_train[in_train < folds]
+        if len(short): raise DataError(_too_small(short, "train", folds))
+    return train, val, test
 
 def _shuffled(n, test_size, validation_size, seed):
     from sklearn.model_selection import train_test_split

@@ -17,7 +17,7 @@ NOTEBOOKS = ROOT / "notebooks"
 # The modules by concern, in the order a reader meets them along the workflow.
 SECTIONS = [
     ("Foundations", ["core", "constraints", "metrics", "problem"]),
-    ("Data in", ["sources", "data", "profiling"]),
+    ("Data in", ["sources", "data", "conversions", "profiling"]),
     ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
@@ -63,6 +63,7 @@ def build_one(name: str, out: Path) -> tuple:
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbconvert import HTMLExporter
+    from nbformat.v4.rwbase import rejoin_lines
     from nbdev.process import NBProcessor
     from nbdev.test import _skip_cell
     from nbdev.config import get_config
@@ -84,6 +85,7 @@ def build_one(name: str, out: Path) -> tuple:
         c["metadata"] = {}
         if c["cell_type"] == "code": c.setdefault("outputs", []); c.setdefault("execution_count", None)
     page = nbformat.from_dict({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    rejoin_lines(page)  # execnb keeps outputs as lists of lines, as on disk; the exporter wants each as one string
     title, summary = title_and_summary(page)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(for_reading(page))
     body = CDN_SCRIPT.sub("", body)  # require.js and MathJax from a CDN: the pages need neither, and must work offline
