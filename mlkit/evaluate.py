@@ -54,6 +54,7 @@ def plot_confusion(y_true, # true classes
     fig.tight_layout()
     return fig
 
+# %% ../notebooks/evaluate.ipynb #e4bfedd8
 def plot_roc_pr(y_true, # true classes
                 proba:pd.DataFrame, # probabilities, one column per class
                ):
@@ -77,6 +78,7 @@ def plot_roc_pr(y_true, # true classes
     fig.tight_layout()
     return fig
 
+# %% ../notebooks/evaluate.ipynb #4f2e900b
 def plot_residuals(y_true, # true values
                    y_pred, # predicted values
                   ):
@@ -114,6 +116,7 @@ def permutation_table(pipeline, # a fitted pipeline
     t = pd.DataFrame({"column": cols, "importance": r.importances_mean, "sd": r.importances_std})
     return t.sort_values("importance", ascending=False, ignore_index=True)
 
+# %% ../notebooks/evaluate.ipynb #e323135b
 def plot_importance(table:pd.DataFrame, # from `permutation_table`
                     metric:str, # the metric's name, for the axis label
                     top:int=20, # show at most this many columns
@@ -154,6 +157,7 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                                     "failed_fits": np.isnan(s).sum(axis=1)})
                       for k, s in [("train", tr), ("cross-validation", va)]], ignore_index=True)
 
+# %% ../notebooks/evaluate.ipynb #75fb753c
 def plot_learning_curve(table:pd.DataFrame, # from `learning_curve_table`
                         metric:str, # the metric's name, for the axis label
                        ):

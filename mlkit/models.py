@@ -80,6 +80,7 @@ def candidate_names(candidates="all", # 'all', or names from `CANDIDATES` as a l
     if isinstance(candidates, str): candidates = [c.strip() for c in candidates.split(",") if c.strip()]
     return [c for c in CANDIDATES if c in candidates]
 
+# %% ../notebooks/models.ipynb #9963bda3
 def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
                   name:str, # a name from `CANDIDATES`
                   task:str, # 'classification' or 'regression'
@@ -94,8 +95,6 @@ def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
     pipe = Pipeline([("preprocess", clone(preprocessor)), ("model", CANDIDATES[name].make(task, seed, balanced))])
     return pipe.set_params(**params) if params else pipe
 
-
-
 # %% ../notebooks/models.ipynb #b2c3d4e5
 def weighs_classes(problem, # the `Problem`
                   ) -> bool: # True when classifiers should weigh classes by the inverse of their frequency
@@ -103,6 +102,7 @@ def weighs_classes(problem, # the `Problem`
     from mlkit.metrics import METRICS
     return problem.task == "classification" and METRICS[problem.metric].weighs_classes
 
+# %% ../notebooks/models.ipynb #0fbb7a52
 def candidate_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
                        name:str, # a name from `CANDIDATES`
                        problem, # the `Problem` (task, seed, metric)
@@ -122,6 +122,7 @@ def jobs_for(n_rows:int, # rows in the data being fitted
     "How many processes to fit `n_rows` rows with: 1 for small tables, 2 (the cores we plan for) otherwise."
     return int(n_jobs) if n_jobs is not None else (1 if n_rows < SMALL_ROWS else 2)
 
+# %% ../notebooks/models.ipynb #d552da81
 def threads_for(n_rows:int, # rows in the data being fitted
                 n_jobs:int=1, # processes in use
                ): # a fresh context manager; enter it around the fits
@@ -130,6 +131,7 @@ def threads_for(n_rows:int, # rows in the data being fitted
     from threadpoolctl import threadpool_limits
     return threadpool_limits(1) if n_rows < SMALL_ROWS or n_jobs > 1 else contextlib.nullcontext()
 
+# %% ../notebooks/models.ipynb #8006e13e
 def fit_pipeline(pipeline, # an unfitted pipeline
                  X:pd.DataFrame, # features
                  y:pd.Series, # target
@@ -174,6 +176,7 @@ def compare(X:pd.DataFrame, # training features
     board.attrs["metric"] = problem.metric
     return board.reset_index(drop=True)
 
+# %% ../notebooks/models.ipynb #6cb05001
 def choose(board:pd.DataFrame, # a leaderboard from `compare`
            problem, # the `Problem` (metric and its direction)
           ) -> dict: # {'name', 'metric', 'score', 'sd'}

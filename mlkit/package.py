@@ -11,19 +11,21 @@ from .schema import Schema, infer_schema
 
 # %% auto #0
 __all__ = ['FORMAT', 'FILES', 'MAX_REFERENCE_ROWS', 'versions', 'fingerprint', 'score_frame', 'typical_record', 'build_package',
-           'promote_package', 'ModelPackage', 'read_metadata', 'load_package', 'check_in_fresh_process']
+           'read_metadata', 'promote_package', 'ModelPackage', 'load_package', 'check_in_fresh_process']
 
 # %% ../notebooks/package.ipynb #aaf65e80
 FORMAT = "mlkit-model-package/1"
 FILES = {"model": "model.skops", "metadata": "metadata.json", "card": "model_card.md", "reference": "reference.parquet"}
 MAX_REFERENCE_ROWS = 100_000
 
+# %% ../notebooks/package.ipynb #7ca2359d
 def versions() -> dict:
     "The versions of Python and of the libraries a package depends on."
     import platform, sklearn, skops, pandas, numpy, mlkit
     return {"python": platform.python_version(), "sklearn": sklearn.__version__, "skops": skops.__version__,
             "pandas": pandas.__version__, "numpy": numpy.__version__, "mlkit": mlkit.__version__}
 
+# %% ../notebooks/package.ipynb #b9d56e98
 def fingerprint(X, y=None) -> str:
     "A SHA-256 of the training data's values, column names and dtypes: equal data gives an equal fingerprint."
     import pandas as pd
@@ -50,6 +52,7 @@ def score_frame(pipeline, # a fitted pipeline
     for i, c in enumerate(classes): out[f"proba_{c}"] = proba[:, i]
     return out
 
+# %% ../notebooks/package.ipynb #c60a2f4e
 def _records(df) -> list:
     "A frame as JSON-ready records (missing values as None)."
     return json.loads(df.to_json(orient="records", date_format="iso"))
@@ -141,6 +144,24 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
         raise
     return out_dir
 
+# %% ../notebooks/package.ipynb #32b68567
+def read_metadata(model_dir) -> dict:
+    "A package's metadata, after checking the folder is a complete mlkit package."
+    d = Path(model_dir).expanduser()
+    if not d.is_dir():
+        raise ModelPackageError(f"No model package at {str(d)!r}: give the folder written by 10_deploy "
+                                "(the run folder's 'model'), or build one with mlkit.package.build_package.")
+    missing = [f for f in (FILES["model"], FILES["metadata"]) if not (d/f).exists()]
+    if missing:
+        raise ModelPackageError(f"{str(d)!r} is not a complete model package: {', '.join(missing)} missing. Rebuild it with 10_deploy.")
+    try: meta = json.loads((d/FILES["metadata"]).read_text())
+    except ValueError as e: raise ModelPackageError(f"{d/FILES['metadata']} is not valid JSON ({e}). Rebuild the package.") from None
+    if meta.get("format") != FORMAT:
+        raise ModelPackageError(f"{str(d)!r} has package format {meta.get('format')!r}; this mlkit reads {FORMAT!r}. "
+                                "Rebuild the package with this version of mlkit.")
+    return meta
+
+# %% ../notebooks/package.ipynb #89e86727
 def promote_package(candidate, # a complete package folder (e.g. one that passed its checks)
                     out_dir, # where it should live; a package already there is replaced
                    ) -> Path:
@@ -194,23 +215,6 @@ class ModelPackage:
         "Validate JSON-like records against the schema and predict."
         X, warns = self.schema.validate_records(records)
         return self.score(X), warns
-
-# %% ../notebooks/package.ipynb #32b68567
-def read_metadata(model_dir) -> dict:
-    "A package's metadata, after checking the folder is a complete mlkit package."
-    d = Path(model_dir).expanduser()
-    if not d.is_dir():
-        raise ModelPackageError(f"No model package at {str(d)!r}: give the folder written by 10_deploy "
-                                "(the run folder's 'model'), or build one with mlkit.package.build_package.")
-    missing = [f for f in (FILES["model"], FILES["metadata"]) if not (d/f).exists()]
-    if missing:
-        raise ModelPackageError(f"{str(d)!r} is not a complete model package: {', '.join(missing)} missing. Rebuild it with 10_deploy.")
-    try: meta = json.loads((d/FILES["metadata"]).read_text())
-    except ValueError as e: raise ModelPackageError(f"{d/FILES['metadata']} is not valid JSON ({e}). Rebuild the package.") from None
-    if meta.get("format") != FORMAT:
-        raise ModelPackageError(f"{str(d)!r} has package format {meta.get('format')!r}; this mlkit reads {FORMAT!r}. "
-                                "Rebuild the package with this version of mlkit.")
-    return meta
 
 def load_package(model_dir, # the package folder
                 ) -> ModelPackage:

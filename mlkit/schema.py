@@ -12,7 +12,7 @@ from .constraints import Options
 EXTRA = Options("refuse", "keep")  # what scoring does with columns the model does not know
 
 # %% auto #0
-__all__ = ['EXTRA', 'KINDS', 'UNSEEN_PROBE', 'Column', 'infer_column', 'explain_errors', 'Schema', 'infer_schema']
+__all__ = ['EXTRA', 'KINDS', 'UNSEEN_PROBE', 'Column', 'infer_column', 'Schema', 'infer_schema', 'explain_errors']
 
 # %% ../notebooks/schema.ipynb #19525216
 KINDS = ("number", "text", "boolean", "datetime")
@@ -62,14 +62,6 @@ def _kind(s) -> str:
     if inferred == "string" and looks_like_dates(pd.Series(vals)): return "datetime"  # dates stored as text
     return "text"
 
-def _datetimes(s, dtype:str):
-    "`s` parsed as datetimes (unreadable values as NaT): in the training time zone if `dtype` has one, else at wall-clock time."
-    import pandas as pd
-    from mlkit.features import as_datetimes
-    tz = getattr(pd.api.types.pandas_dtype(dtype), "tz", None) if dtype.startswith("datetime64") else None
-    if tz is None: return as_datetimes(s)
-    return pd.to_datetime(s, errors="coerce", format="mixed", utc=True).dt.tz_convert(tz)
-
 def _blank(X, col):
     "A copy of `X` with column `col` set missing, keeping a dtype that can hold a missing value."
     import numpy as np
@@ -87,7 +79,7 @@ def _can_score(pipeline, X) -> bool:
         return True
     except Exception: return False
 
-# %% ../notebooks/schema.ipynb #ade77890
+
 def infer_column(s, # a training column
                  pipeline=None, # the fitted pipeline, to ask whether it copes with missing values and unseen categories
                  probe=None, # a one-row frame of training features to probe the pipeline with
@@ -116,7 +108,15 @@ def infer_column(s, # a training column
         col.unseen = "flag" if _can_score(pipeline, X) else "refuse"
     return col
 
-# %% ../notebooks/schema.ipynb #b6d85fbc
+# %% ../notebooks/schema.ipynb #5aa09f06
+def _datetimes(s, dtype:str):
+    "`s` parsed as datetimes (unreadable values as NaT): in the training time zone if `dtype` has one, else at wall-clock time."
+    import pandas as pd
+    from mlkit.features import as_datetimes
+    tz = getattr(pd.api.types.pandas_dtype(dtype), "tz", None) if dtype.startswith("datetime64") else None
+    if tz is None: return as_datetimes(s)
+    return pd.to_datetime(s, errors="coerce", format="mixed", utc=True).dt.tz_convert(tz)
+
 def _record_type(columns:list):
     "A pydantic-ready TypedDict for one record: strict types, every column required, no extra keys."
     from typing import Literal, Optional, Annotated
@@ -139,75 +139,7 @@ def _record_type(columns:list):
     rec.__pydantic_config__ = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     return rec
 
-# %% ../notebooks/schema.ipynb #5a058104
-_MESSAGES = {
-    "missing": "is required but missing",
-    "extra_forbidden": "is not an input of this model",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "finite_number": "must be a finite number (send null for a missing value)",
-    "string_type": "must be text (a JSON string)",
-    "bool_type": "must be true or false",
-    "datetime_type": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
-    "datetime_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
-    "datetime_from_date_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
-    "json_invalid": "the request body is not valid JSON",
-    "too_short": "must hold at least one record",
-    "list_type": "must be a JSON list of records",
-    "dict_type": "must be a JSON object mapping column names to values",
-    "model_attributes_type": "must be a JSON object with a 'records' list",
-    "model_type": "must be a JSON object with a 'records' list",
-}
 
-_TYPE_ERRORS = ("float_type", "float_parsing", "datetime_type", "datetime_parsing", "datetime_from_date_parsing")
-
-def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors()` or FastAPI's)
-                   schema:Schema|None=None, # the schema, for the known values and column names in messages
-                   prefix:tuple=(), # leading `loc` parts to drop, e.g. ('body',) for FastAPI
-                  ) -> list: # one dict per problem: `record`, `field`, `type`, `message`; never the submitted value
-    "Turn pydantic errors into messages that name the record and field, without echoing the submitted value."
-    out = []
-    for e in errors:
-        loc = tuple(e.get("loc", ()))
-        if loc[:len(prefix)] == tuple(prefix): loc = loc[len(prefix):]
-        kind = e.get("type", "")
-        idx = next((i for i, p in enumerate(loc) if isinstance(p, int)), None)
-        rec = None if idx is None else loc[idx]
-        names = [p for p in (loc if idx is None else loc[idx+1:]) if isinstance(p, str)]
-        fld = names[-1] if names else None
-        if fld is not None and len(fld) > 32 and (schema is None or fld not in schema):
-            fld = fld[:20] + "…"  # an unknown key is data the client sent: name it, do not repeat it whole
-        col = schema[fld] if schema is not None and fld in schema else None
-        msg = _MESSAGES.get(kind)
-        if kind == "literal_error" and col is not None:
-            msg = f"must be one of {', '.join(map(repr, col.categories))}: other values cannot be scored by this model"
-        elif kind in ("float_type", "string_type", "bool_type", "datetime_type", "literal_error") and col is not None \
-                and not col.nullable and e.get("input", 0) is None:
-            msg = "must not be null: the model cannot score a record without it"
-        elif kind in _TYPE_ERRORS and col is not None and col.conversion:
-            from mlkit.conversions import conversion_example
-            msg += f", or text written like {conversion_example(col.conversion)!r}"
-        elif kind == "missing" and col is not None and col.nullable:
-            msg += " (send null when the value is unknown)"
-        elif kind == "extra_forbidden" and rec is None:
-            msg = 'is not part of a request; send {"records": [{column: value, ...}, ...]}'
-        elif kind == "extra_forbidden" and schema is not None:
-            msg += f"; the inputs are: {', '.join(schema.names)}"
-        elif kind == "too_long":
-            msg = f"holds too many records (at most {e.get('ctx', {}).get('max_length', '?')} per request); split it into smaller requests"
-        elif kind == "json_invalid": fld = rec = None  # its loc holds a character position, not a record
-        if msg is None: msg = e.get("msg", "is not valid")
-        where = ("the request body" if fld is None and rec is None else
-                 f"record {rec}" if fld is None else
-                 f"field {fld!r}" if rec is None else f"record {rec}, field {fld!r}")
-        out.append({"record": rec, "field": fld, "type": kind, "message": f"{where} {msg}" if kind != "json_invalid" else msg})
-    return out
-
-def _summary(problems:list, limit:int=5) -> str:
-    s = "; ".join(p["message"] for p in problems[:limit])
-    return s + (f"; and {len(problems)-limit} more problems" if len(problems) > limit else "")
-
-# %% ../notebooks/schema.ipynb #f799a259
 class Schema:
     "The input schema of a model: its columns in training order, with the checks records go through."
     def __init__(self, columns:list): # `Column`s (or their dicts), in the order the pipeline was trained on
@@ -392,3 +324,71 @@ def infer_schema(X, # the training features, as the pipeline was fitted on them
     columns = [infer_column(X[c], pipeline, probe, max_categories) for c in X.columns]
     for c in columns: c.conversion = (conversions or {}).get(c.name)
     return Schema(columns)
+
+# %% ../notebooks/schema.ipynb #5a058104
+_MESSAGES = {
+    "missing": "is required but missing",
+    "extra_forbidden": "is not an input of this model",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number (send null for a missing value)",
+    "string_type": "must be text (a JSON string)",
+    "bool_type": "must be true or false",
+    "datetime_type": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
+    "datetime_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
+    "datetime_from_date_parsing": "must be a date-time (ISO 8601 text, e.g. \"2024-05-01T12:00:00\")",
+    "json_invalid": "the request body is not valid JSON",
+    "too_short": "must hold at least one record",
+    "list_type": "must be a JSON list of records",
+    "dict_type": "must be a JSON object mapping column names to values",
+    "model_attributes_type": "must be a JSON object with a 'records' list",
+    "model_type": "must be a JSON object with a 'records' list",
+}
+
+_TYPE_ERRORS = ("float_type", "float_parsing", "datetime_type", "datetime_parsing", "datetime_from_date_parsing")
+
+def explain_errors(errors:list, # pydantic error dicts (`ValidationError.errors()` or FastAPI's)
+                   schema:Schema|None=None, # the schema, for the known values and column names in messages
+                   prefix:tuple=(), # leading `loc` parts to drop, e.g. ('body',) for FastAPI
+                  ) -> list: # one dict per problem: `record`, `field`, `type`, `message`; never the submitted value
+    "Turn pydantic errors into messages that name the record and field, without echoing the submitted value."
+    out = []
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        if loc[:len(prefix)] == tuple(prefix): loc = loc[len(prefix):]
+        kind = e.get("type", "")
+        idx = next((i for i, p in enumerate(loc) if isinstance(p, int)), None)
+        rec = None if idx is None else loc[idx]
+        names = [p for p in (loc if idx is None else loc[idx+1:]) if isinstance(p, str)]
+        fld = names[-1] if names else None
+        if fld is not None and len(fld) > 32 and (schema is None or fld not in schema):
+            fld = fld[:20] + "…"  # an unknown key is data the client sent: name it, do not repeat it whole
+        col = schema[fld] if schema is not None and fld in schema else None
+        msg = _MESSAGES.get(kind)
+        if kind == "literal_error" and col is not None:
+            msg = f"must be one of {', '.join(map(repr, col.categories))}: other values cannot be scored by this model"
+        elif kind in ("float_type", "string_type", "bool_type", "datetime_type", "literal_error") and col is not None \
+                and not col.nullable and e.get("input", 0) is None:
+            msg = "must not be null: the model cannot score a record without it"
+        elif kind in _TYPE_ERRORS and col is not None and col.conversion:
+            from mlkit.conversions import conversion_example
+            msg += f", or text written like {conversion_example(col.conversion)!r}"
+        elif kind == "missing" and col is not None and col.nullable:
+            msg += " (send null when the value is unknown)"
+        elif kind == "extra_forbidden" and rec is None:
+            msg = 'is not part of a request; send {"records": [{column: value, ...}, ...]}'
+        elif kind == "extra_forbidden" and schema is not None:
+            msg += f"; the inputs are: {', '.join(schema.names)}"
+        elif kind == "too_long":
+            msg = f"holds too many records (at most {e.get('ctx', {}).get('max_length', '?')} per request); split it into smaller requests"
+        elif kind == "json_invalid": fld = rec = None  # its loc holds a character position, not a record
+        if msg is None: msg = e.get("msg", "is not valid")
+        where = ("the request body" if fld is None and rec is None else
+                 f"record {rec}" if fld is None else
+                 f"field {fld!r}" if rec is None else f"record {rec}, field {fld!r}")
+        out.append({"record": rec, "field": fld, "type": kind, "message": f"{where} {msg}" if kind != "json_invalid" else msg})
+    return out
+
+def _summary(problems:list, limit:int=5) -> str:
+    s = "; ".join(p["message"] for p in problems[:limit])
+    return s + (f"; and {len(problems)-limit} more problems" if len(problems) > limit else "")

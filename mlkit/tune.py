@@ -27,9 +27,8 @@ SPACES = {
     "boosting": {"model__learning_rate": [0.03, 0.1, 0.3], "model__max_iter": [50, 100, 200],
                  "model__max_leaf_nodes": [7, 15, 31], "model__min_samples_leaf": [5, 10, 20]},
 }
-SEARCHES = ("random", "grid")
-SEARCH = Options(*SEARCHES)
 
+# %% ../notebooks/tune.ipynb #f94e52fa
 def search_space(name:str, # a candidate name from `mlkit.models.CANDIDATES`
                  task:str, # 'classification' or 'regression'
                 ) -> dict: # parameter name -> list of values to try ({} when there is nothing to tune)
@@ -39,9 +38,14 @@ def search_space(name:str, # a candidate name from `mlkit.models.CANDIDATES`
     space = SPACES[name]
     return dict(space.get(task, {})) if task in space else dict(space)
 
+# %% ../notebooks/tune.ipynb #703c488a
 def space_size(space:dict) -> int:
     "How many combinations a grid search over `space` tries."
     return int(np.prod([len(v) for v in space.values()])) if space else 1
+
+# %% ../notebooks/tune.ipynb #ea636075
+SEARCHES = ("random", "grid")
+SEARCH = Options(*SEARCHES)
 
 def search_kind(search:str, # the 'search' parameter: 'random' or 'grid'
                 space:dict, # the space to search
@@ -51,6 +55,7 @@ def search_kind(search:str, # the 'search' parameter: 'random' or 'grid'
     SEARCH.check("search", search)
     return "grid" if search == "grid" or space_size(space) <= n_iter else "random"
 
+# %% ../notebooks/tune.ipynb #3d32a0e4
 def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
              y:pd.Series, # their target
              task:str, # 'classification' or 'regression'
