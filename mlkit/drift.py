@@ -41,6 +41,7 @@ def column_kind(values:pd.Series, # a column
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values): return "categorical"
     return "numeric"
 
+# %% ../notebooks/drift.ipynb #4896c0dd
 def choose_test(kind:str, # 'numeric' or 'categorical'
                 n_reference:int, # non-missing reference values
                 n_values:int, # distinct values in reference and current together
@@ -69,6 +70,7 @@ def _aligned_counts(ref:pd.Series, cur:pd.Series, as_text:bool=True):
     keys = rc.index.union(cc.index, sort=False)
     return (keys, rc.reindex(keys, fill_value=0).to_numpy(float), cc.reindex(keys, fill_value=0).to_numpy(float))
 
+# %% ../notebooks/drift.ipynb #fb76c150
 def chi_square_test(ref_counts, # reference count of each value
                     cur_counts, # current count of the same values
                    ) -> tuple: # (statistic, p-value)
@@ -82,6 +84,7 @@ def chi_square_test(ref_counts, # reference count of each value
     dof = int(keep.sum()) - 1
     return stat, (float(chi2.sf(stat, dof)) if dof > 0 else 1.0)
 
+# %% ../notebooks/drift.ipynb #b6eadb19
 def z_test(ref_counts, # reference count of each of (at most) two values
            cur_counts, # current count of the same values
           ) -> tuple: # (z statistic, two-sided p-value)
@@ -95,6 +98,7 @@ def z_test(ref_counts, # reference count of each of (at most) two values
     z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1/n1 + 1/n2))
     return float(z), float(2 * norm.sf(abs(z)))
 
+# %% ../notebooks/drift.ipynb #3c6fa2a8
 def jensen_shannon(ref_counts, # reference count of each value
                    cur_counts, # current count of the same values
                   ) -> float: # 0 (same) to sqrt(ln 2) ≈ 0.83 (no value in common)
@@ -102,6 +106,7 @@ def jensen_shannon(ref_counts, # reference count of each value
     from scipy.spatial.distance import jensenshannon
     return float(jensenshannon(np.asarray(ref_counts, float), np.asarray(cur_counts, float)))
 
+# %% ../notebooks/drift.ipynb #a3d0974e
 def ks_test(ref, # reference values (no missing)
             cur, # current values (no missing)
            ) -> tuple: # (statistic D, p-value)
@@ -110,6 +115,7 @@ def ks_test(ref, # reference values (no missing)
     r = ks_2samp(ref, cur)
     return float(r.statistic), float(r.pvalue)
 
+# %% ../notebooks/drift.ipynb #31d6c0e2
 def wasserstein_norm(ref, # reference values (no missing)
                      cur, # current values (no missing)
                     ) -> float: # the distance in reference standard deviations

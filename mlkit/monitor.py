@@ -127,6 +127,7 @@ def model_inputs(pkg, # a loaded `ModelPackage`
         raise type(e)(f"The {what} data does not fit the model's inputs: {e}") from None
     return X
 
+# %% ../notebooks/monitor.ipynb #a64cd96b
 def _performance(pkg, y:pd.Series, pred:pd.DataFrame, performance_drop:float, min_labelled:int) -> dict:
 
     meta = pkg.metadata
@@ -152,7 +153,6 @@ def _performance(pkg, y:pd.Series, pred:pd.DataFrame, performance_drop:float, mi
     return {"rows": int(known.sum()), "scored_rows": int(len(rows)), **out,
             "unknown_classes": {k: int(v) for k, v in new.value_counts().items()}}
 
-# %% ../notebooks/monitor.ipynb #a64cd96b
 @validate_params({"performance_drop": Interval(float, 0, 1, closed="neither"), "min_labelled": Interval(int, 1)},
                  chain=("performance_drop",))
 def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage`)

@@ -72,12 +72,14 @@ def drift_strength(column:dict, # one column's result (`mlkit.drift.column_drift
     if column.get("score") is not None: return float(column["score"] / column["threshold"])
     return np.nan
 
+# %% ../notebooks/monitor_report.ipynb #3137ef42
 def strength_table(results:dict, # batch name -> `run_monitor`'s result
                   ) -> pd.DataFrame: # batch, column, strength, test, drift; the predictions as '(prediction)'
     "The drift strength of every column (and of the predictions) in every batch."
     return pd.DataFrame([{"batch": name, "column": col, "strength": drift_strength(c), "test": c.get("test"), "drift": c.get("drift")}
                          for name, r in results.items() for col, c in {**r["columns"], "(prediction)": r["prediction"]}.items()])
 
+# %% ../notebooks/monitor_report.ipynb #acf099a2
 def plot_drift_strength(results:dict, # batch name -> `run_monitor`'s result
                        ):
     "A bar per column and batch: its drift strength, with the threshold as a dashed line (log scale beyond it)."

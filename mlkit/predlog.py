@@ -17,18 +17,21 @@ LOG_FILE = "predictions.sqlite"
 TABLE = "predictions"
 META_COLUMNS = ("time", "request_id", "model_version")
 
+# %% ../notebooks/predlog.ipynb #29e3a0cf
 def as_url(location) -> str:
     "A database URL from a URL or a file path (a path means a SQLite file)."
     s = str(location)
     if "://" in s: return s
     return f"sqlite:///{Path(s).expanduser().absolute()}"
 
+# %% ../notebooks/predlog.ipynb #edcee260
 def safe_url(url) -> str:
     "`url` fit to show in messages and reports: any password replaced by `***`."
     from sqlalchemy.engine import make_url
     try: return make_url(as_url(url)).render_as_string(hide_password=True)
     except Exception: return "<a database URL>"  # unparsable: show nothing of it rather than a secret
 
+# %% ../notebooks/predlog.ipynb #5495c3ec
 def default_log_url(model_dir=None) -> str:
     "The log's URL when none is given: `$MLKIT_LOG_URL`, else `predictions.sqlite` in a `logs` folder beside the package."
     if os.environ.get(LOG_ENV): return as_url(os.environ[LOG_ENV])

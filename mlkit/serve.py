@@ -118,12 +118,13 @@ def serve(model_dir, # the model package folder
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
 
 # %% ../notebooks/serve.ipynb #ec3923f3
-_RUNNING = weakref.WeakSet()
-
 def free_port(host:str="127.0.0.1") -> int:
     "A TCP port that is free on `host` right now."
     with socket.socket() as s:
         s.bind((host, 0)); return s.getsockname()[1]
+
+# %% ../notebooks/serve.ipynb #8716c67c
+_RUNNING = weakref.WeakSet()
 
 class ServiceProcess:
     "`serve` in a child process on a free loopback port; a context manager that always stops it."
