@@ -23,6 +23,7 @@ def notebook_html(path, # an executed notebook
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(path, as_version=4))
     return _CDN_SCRIPT.sub("", body)
 
+# %% ../notebooks/run_report.ipynb #2ed41f33
 def write_notebook_page(run_dir, # the run folder
                         stage:str, # the stage whose executed notebook to render
                        ) -> Path|None: # the page, or None when the stage left no notebook
