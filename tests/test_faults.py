@@ -21,14 +21,18 @@ REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 PARAMS = 'run_dir: str = "runs/interactive"  # the run folder shared by all stages'
 
 HOLD = '''\
-import os, subprocess, sys
+import os, subprocess, sys, time
 from pathlib import Path
 import psutil
 from joblib import Parallel, delayed
 from mlkit.serve import ServiceProcess
 test_dir = Path(os.environ["MLKIT_TEST_DIR"])
 def note(role, pid):  # a pid file holding the process's run token, written whole
-    (test_dir/f".{role}-{pid}").write_text(psutil.Process(pid).environ().get("MLKIT_RUN_TOKEN", ""))
+    p, deadline = psutil.Process(pid), time.monotonic() + 20
+    token = p.environ().get("MLKIT_RUN_TOKEN", "")
+    while not token and time.monotonic() < deadline:  # a child in the middle of exec shows no environment yet
+        time.sleep(0.02); token = p.environ().get("MLKIT_RUN_TOKEN", "")
+    (test_dir/f".{role}-{pid}").write_text(token)
     os.replace(test_dir/f".{role}-{pid}", test_dir/"pids"/f"{role}-{pid}")
 note("kernel", os.getpid())
 service = ServiceProcess(os.environ["MLKIT_TEST_MODEL"]).start()  # the model service, as 10_deploy starts it
