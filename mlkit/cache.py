@@ -244,8 +244,8 @@ def versions() -> dict:
 # %% ../notebooks/cache.ipynb #cecc66ca
 def _param_value(name, value):
     "A parameter's value as it enters a key: a file by its content, a live source as uncacheable."
-    from mlkit.sources import is_url
     if name == "monitor_data" and value:
+        from mlkit.sources import is_url
         if is_url(value): return None  # a live prediction log: cannot be keyed
         return {"file": str(value), "sha256": path_sha256(value)}
     return value

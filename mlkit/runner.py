@@ -14,7 +14,7 @@ from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages
 # %% auto #0
 __all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'template_parameters', 'chain_parameters', 'parse_value',
            'resolve_paths', 'load_params_file', 'check_params', 'data_source', 'check_problem', 'chain_constraints',
-           'check_settings', 'StageFailed', 'new_run_dir', 'run_chain']
+           'check_settings', 'checked_problem', 'StageFailed', 'new_run_dir', 'run_chain']
 
 # %% ../notebooks/runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
@@ -203,6 +203,36 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
         if Path(source).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
             if not Path(source).exists(): raise DataError(f"The 'monitor_data' prediction log {source!r} does not exist.")
         else: read_source(as_source(source), nrows=5)
+
+# %% ../notebooks/runner.ipynb #f3656395
+def _check_key(params:dict) -> str|None:
+    "What the checks' verdict depends on: the parameters, the data file's and monitoring file's content, library and versions."
+    from mlkit.cache import file_sha256, library_sha256, versions, _sha
+    files = {}
+    for n in ("data", "monitor_data"):
+        v = str(params.get(n) or "")
+        if "://" in v: return None  # a database or a live log: read and checked every time
+        files[n] = file_sha256(v) if v and Path(v).is_file() else None
+    return _sha({"params": params, "files": files, "library": library_sha256(), "versions": versions()})
+
+def checked_problem(params:dict, # every chain parameter, defaults filled in (updated as `check_problem` does)
+                    kept=None, # the run folder's `data/raw`
+                    cache=None, # a `StageCache` to remember passed checks in; None checks every time
+                   ) -> dict: # as `check_problem`
+    "`check_problem`, skipped when the same parameters already passed on the same data with the same library."
+    key = _check_key(params) if cache is not None else None
+    memo = cache.root/"checks"/f"{key}.json" if key else None
+    if memo is not None and memo.exists():
+        try:
+            seen = json.loads(memo.read_text())
+            params.update(seen["params"])
+            return seen["data"]
+        except (ValueError, KeyError, OSError): pass  # unreadable: check again
+    data = check_problem(params, kept=kept)
+    if memo is not None and "frame" not in data:
+        try: memo.parent.mkdir(parents=True, exist_ok=True); write_json(memo, {"params": params, "data": data})
+        except OSError: pass  # a store we cannot write to only costs the check next time
+    return data
 
 # %% ../notebooks/runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"
@@ -555,7 +585,7 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         given = {**{k: v for k, v in previous.get("params", {}).items() if k in known and k != "run_dir"}, **given}
     given.pop("run_dir", None)
     full = check_params(given, check_data=False)
-    data = check_problem(full, kept=run.path/LAYOUT["raw"].path)
+    data = checked_problem(full, kept=run.path/LAYOUT["raw"].path, cache=cache)
     if "frame" in data:  # a database: its rows are kept in the run folder, and no kernel ever sees its password
         from mlkit.sources import keep_rows
         keep_rows(data.pop("frame"), data, run.file("raw"))
