@@ -4,7 +4,7 @@ nbdev's own documentation needs Quarto, which the package registries do not carr
 downloads it from GitHub when installed), so the pages are made with nbconvert instead: each library notebook is
 executed (its examples show their results) and exported with JupyterLab's look; `index.html` lists the modules by
 concern, each with the one-line summary its notebook opens with. `make docs` writes `_docs/`; `make test` builds it
-too, so the documentation cannot rot. Usage: python tools/build_docs.py [OUT_DIR]
+too, so the documentation cannot rot. Usage: python tools/build_docs.py [OUT_DIR] [--only NOTEBOOK ...]
 """
 from __future__ import annotations
 import html, re, sys, time
@@ -111,7 +111,7 @@ def index(pages: dict) -> str:
             "the project's README.</p>" + "".join(rows) + "</body></html>\n")
 
 
-def main(out=None) -> int:
+def main(out=None, only=None) -> int:
     out = Path(out or ROOT / "_docs"); out.mkdir(parents=True, exist_ok=True)
     if missing_from_index():
         print(f"build_docs: notebooks missing from the index (add them to SECTIONS in {Path(__file__).name}): "
@@ -124,14 +124,26 @@ def main(out=None) -> int:
     import multiprocessing
     sys.path.insert(0, str(Path(__file__).parent))
     import build_docs  # by its module name: IPython, run in a worker, replaces the worker's __main__
+    names = listed()
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            print(f"build_docs: no library notebook named {', '.join(unknown)}; they are: {', '.join(names)}", file=sys.stderr)
+            return 2
+        names = [n for n in names if n in only]
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try: built = list(pool.map(build_docs.build_one, listed(), [out]*len(listed())))
+        try: built = list(pool.map(build_docs.build_one, names, [out]*len(names)))
         except RuntimeError as e:
             print(f"build_docs: {e}", file=sys.stderr); return 1
-    (out / "index.html").write_text(index({n: (t, s) for n, t, s, _ in built}))
+    if not only: (out / "index.html").write_text(index({n: (t, s) for n, t, s, _ in built}))
     print(f"built {len(built)} pages in {out} ({sum(b[3] for b in built):.0f} s of notebook time)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None))
+    import argparse
+    ap = argparse.ArgumentParser(description="Run the library notebooks and build their pages, with an index, offline.")
+    ap.add_argument("out", nargs="?", help="the folder to write the pages to (default: _docs/ at the top of the checkout)")
+    ap.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run and build only these notebooks (no index), e.g. --only tune models")
+    a = ap.parse_args()
+    sys.exit(main(a.out, a.only))
