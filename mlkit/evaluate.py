@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 import numpy as np
 import pandas as pd
-from .constraints import validate_params, Interval
+from .constraints import validate_params, Interval, OneOf, IsNone
 
 # %% auto #0
 __all__ = ['IMPORTANCE_ROWS', 'LEARNING_ROWS', 'predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals',
@@ -99,7 +99,8 @@ def plot_residuals(y_true, # true values
 # %% ../notebooks/evaluate.ipynb #610d20f2
 IMPORTANCE_ROWS = 20_000 # permutation importance on a sample of this many held-out rows when there are more
 
-@validate_params({"n_repeats": Interval(int, 1)}, chain={"importance_repeats": "n_repeats"})
+@validate_params({"n_repeats": Interval(int, 1), "max_rows": OneOf(Interval(int, 10), IsNone())},
+                 chain={"importance_repeats": "n_repeats", "importance_rows": "max_rows"})
 def permutation_table(pipeline, # a fitted pipeline
                       X:pd.DataFrame, # held-out features (e.g. the validation split)
                       y, # their true values
@@ -141,6 +142,7 @@ def plot_importance(table:pd.DataFrame, # from `permutation_table`
 # %% ../notebooks/evaluate.ipynb #4aeac947
 LEARNING_ROWS = 20_000 # the learning curve is drawn on a sample of this many training rows when there are more
 
+@validate_params({"max_rows": OneOf(Interval(int, 10), IsNone())}, chain={"learning_rows": "max_rows"})
 def learning_curve_table(pipeline, # an unfitted pipeline
                          X:pd.DataFrame, # training features
                          y, # training target

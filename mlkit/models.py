@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from .core import ParameterError, DataError
-from .constraints import validate_params, Names
+from .constraints import validate_params, Names, Interval, OneOf, IsNone
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'COMPARE_ROWS', 'Candidate', 'candidate_names', 'make_pipeline',
@@ -169,7 +169,8 @@ def sample_rows(X:pd.DataFrame, # features
 # %% ../notebooks/models.ipynb #9afc917c
 COMPARE_ROWS = 50_000 # candidates are compared on a sample of this many training rows when there are more
 
-@validate_params({"candidates": CANDIDATE_NAMES}, chain=("candidates",))
+@validate_params({"candidates": CANDIDATE_NAMES, "max_rows": OneOf(Interval(int, 10), IsNone())},
+                 chain={"candidates": "candidates", "compare_rows": "max_rows"})
 def compare(X:pd.DataFrame, # training features
             y:pd.Series, # training target
             problem, # the `Problem` (task, metric, seed)

@@ -72,7 +72,8 @@ def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
     return min(len(tr) for tr, _ in check_cv(cv, y, classifier=task == "classification").split(X, y, groups))
 
 # %% ../notebooks/tune.ipynb #23c08869
-@validate_params({"search": SEARCH, "n_iter": Interval(int, 1)}, chain=("search", "n_iter"))
+@validate_params({"search": SEARCH, "n_iter": Interval(int, 1), "halving_rows": Interval(int, 10), "max_rows": Interval(int, 10)},
+                 chain={"search": "search", "n_iter": "n_iter", "halving_rows": "halving_rows", "tune_rows": "max_rows"})
 def tune_search(X:pd.DataFrame, # training features
                 y:pd.Series, # training target
                 problem, # the `Problem` (task, metric, seed)
@@ -130,6 +131,7 @@ def tune_search(X:pd.DataFrame, # training features
         table = table.sort_values("rank", kind="stable", ignore_index=True)  # ties: first tried first, as `best_params_`
         note = f"Cross-validated on all {len(X):,} training rows."
     table.attrs["search"], table.attrs["rows_note"] = kind, note
+    table.attrs["settings"] = int(s.n_candidates_[0]) if kind == "halving" else len(table)  # distinct settings tried
     return s, table
 
 # %% ../notebooks/tune.ipynb #d8c60a88
