@@ -237,6 +237,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.models.fit_pipeline': ('models.html#fit_pipeline', 'mlkit/models.py'),
                               'mlkit.models.jobs_for': ('models.html#jobs_for', 'mlkit/models.py'),
                               'mlkit.models.make_pipeline': ('models.html#make_pipeline', 'mlkit/models.py'),
+                              'mlkit.models.sample_rows': ('models.html#sample_rows', 'mlkit/models.py'),
                               'mlkit.models.threads_for': ('models.html#threads_for', 'mlkit/models.py'),
                               'mlkit.models.weighs_classes': ('models.html#weighs_classes', 'mlkit/models.py')},
             'mlkit.monitor': { 'mlkit.monitor._clean': ('monitor.html#_clean', 'mlkit/monitor.py'),

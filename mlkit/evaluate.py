@@ -7,11 +7,11 @@ from __future__ import annotations
 import warnings
 import numpy as np
 import pandas as pd
-from .constraints import validate_params, Interval
+from .constraints import validate_params, Interval, OneOf, IsNone
 
 # %% auto #0
-__all__ = ['predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals', 'permutation_table', 'plot_importance',
-           'learning_curve_table', 'plot_learning_curve']
+__all__ = ['IMPORTANCE_ROWS', 'LEARNING_ROWS', 'predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals',
+           'permutation_table', 'plot_importance', 'learning_curve_table', 'plot_learning_curve']
 
 # %% ../notebooks/evaluate.ipynb #ee112550
 def predict_and_score(pipeline, # a fitted pipeline
@@ -97,24 +97,31 @@ def plot_residuals(y_true, # true values
     return fig
 
 # %% ../notebooks/evaluate.ipynb #610d20f2
-@validate_params({"n_repeats": Interval(int, 1)}, chain={"importance_repeats": "n_repeats"})
+IMPORTANCE_ROWS = 20_000 # permutation importance on a sample of this many held-out rows when there are more
+
+@validate_params({"n_repeats": Interval(int, 1), "max_rows": OneOf(Interval(int, 10), IsNone())},
+                 chain={"importance_repeats": "n_repeats", "importance_rows": "max_rows"})
 def permutation_table(pipeline, # a fitted pipeline
                       X:pd.DataFrame, # held-out features (e.g. the validation split)
                       y, # their true values
                       problem, # the `Problem` (metric and seed)
                       n_repeats:int=5, # shuffles per column
+                      max_rows:int|None=IMPORTANCE_ROWS, # measure on a sample of this many rows when there are more
                      ) -> pd.DataFrame: # column, importance (mean worsening of the metric), sd; largest first
     "Permutation importance of each input column the pipeline uses, on the problem's metric."
     from sklearn.inspection import permutation_importance
     from mlkit.features import used_columns
-    from mlkit.models import threads_for
+    from mlkit.models import threads_for, sample_rows
     from mlkit.metrics import scorer_name
     cols = used_columns(pipeline)
+    X, y, _, note = sample_rows(X, pd.Series(y, index=X.index), max_rows, problem.task, problem.seed, what="held-out rows")
     with threads_for(len(X)):
         r = permutation_importance(pipeline, X[cols], y, scoring=scorer_name(problem.metric, pd.Series(y).nunique()),
                                    n_repeats=n_repeats, random_state=problem.seed, n_jobs=1)
     t = pd.DataFrame({"column": cols, "importance": r.importances_mean, "sd": r.importances_std})
-    return t.sort_values("importance", ascending=False, ignore_index=True)
+    t = t.sort_values("importance", ascending=False, ignore_index=True)
+    t.attrs["rows_note"] = f"Permutation importance measured on {note}."
+    return t
 
 # %% ../notebooks/evaluate.ipynb #e323135b
 def plot_importance(table:pd.DataFrame, # from `permutation_table`
@@ -133,6 +140,9 @@ def plot_importance(table:pd.DataFrame, # from `permutation_table`
     return fig
 
 # %% ../notebooks/evaluate.ipynb #4aeac947
+LEARNING_ROWS = 20_000 # the learning curve is drawn on a sample of this many training rows when there are more
+
+@validate_params({"max_rows": OneOf(Interval(int, 10), IsNone())}, chain={"learning_rows": "max_rows"})
 def learning_curve_table(pipeline, # an unfitted pipeline
                          X:pd.DataFrame, # training features
                          y, # training target
@@ -141,11 +151,13 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                          groups=None, # group labels for group folds
                          sizes=(0.2, 0.4, 0.6, 0.8, 1.0), # shares of the training folds to fit on
                          n_jobs:int|None=None, # folds in parallel; None chooses by data size
+                         max_rows:int|None=LEARNING_ROWS, # draw on a sample of this many rows when there are more
                         ) -> pd.DataFrame: # rows, set ('train' or 'cross-validation'), score, sd, failed_fits
     "Cross-validated scores of `pipeline` fitted on growing shares of the training rows."
     from sklearn.model_selection import learning_curve, TimeSeriesSplit
-    from mlkit.models import jobs_for, threads_for
+    from mlkit.models import jobs_for, threads_for, sample_rows
     from mlkit.metrics import scorer_name, natural_score
+    X, y, groups, note = sample_rows(X, pd.Series(y, index=X.index), max_rows, problem.task, problem.seed, groups, "training rows")
     n_jobs = jobs_for(len(X), n_jobs)
     with threads_for(len(X), n_jobs):
         n, tr, va = learning_curve(pipeline, X, y, groups=groups, cv=cv, train_sizes=np.asarray(sizes),
@@ -153,9 +165,11 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                                    shuffle=not isinstance(cv, TimeSeriesSplit),  # time folds keep their order
                                    random_state=problem.seed, error_score=np.nan)
     tr, va = natural_score(problem.metric, tr), natural_score(problem.metric, va)
-    return pd.concat([pd.DataFrame({"rows": n, "set": k, "score": np.nanmean(s, axis=1), "sd": np.nanstd(s, axis=1),
-                                    "failed_fits": np.isnan(s).sum(axis=1)})
-                      for k, s in [("train", tr), ("cross-validation", va)]], ignore_index=True)
+    t = pd.concat([pd.DataFrame({"rows": n, "set": k, "score": np.nanmean(s, axis=1), "sd": np.nanstd(s, axis=1),
+                                 "failed_fits": np.isnan(s).sum(axis=1)})
+                   for k, s in [("train", tr), ("cross-validation", va)]], ignore_index=True)
+    t.attrs["rows_note"] = f"Learning curve drawn on {note}."
+    return t
 
 # %% ../notebooks/evaluate.ipynb #75fb753c
 def plot_learning_curve(table:pd.DataFrame, # from `learning_curve_table`

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from .core import ParameterError, DataError
-from .constraints import validate_params, Names
+from .constraints import validate_params, Names, Interval, OneOf, IsNone
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'Candidate', 'candidate_names', 'make_pipeline', 'weighs_classes',
-           'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline', 'compare', 'choose']
+__all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'COMPARE_ROWS', 'Candidate', 'candidate_names', 'make_pipeline',
+           'weighs_classes', 'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline', 'sample_rows', 'compare',
+           'choose']
 
 # %% ../notebooks/models.ipynb #b33a95fb
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Candidate:
     interpretability: str # 'high', 'medium' or 'low'
     note: str # how a person can read its predictions
     make: object # function (task, seed, balanced) -> an unfitted estimator
+    max_rows: int|None = None # above this many training rows the candidate is left out (None: no limit)
+    too_big: str = "" # why, for the leaderboard
 
 def _weights(task, balanced): return {"class_weight": "balanced"} if balanced and task == "classification" else {}
 
@@ -52,7 +55,7 @@ def _forest(task, seed, balanced=False):
 def _boosting(task, seed, balanced=False):
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     return (HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor)(
-        max_iter=100, early_stopping=False, random_state=seed, **_weights(task, balanced))
+        max_iter=100, early_stopping="auto", random_state=seed, **_weights(task, balanced))
 
 CANDIDATES = {c.name: c for c in [
     Candidate("baseline", "predicts the class shares / the mean, ignoring the features", "high",
@@ -60,13 +63,17 @@ CANDIDATES = {c.name: c for c in [
     Candidate("linear", "logistic regression / ridge regression", "high",
               "one weight per (scaled) feature: sign and size say how each feature moves the prediction", _linear),
     Candidate("knn", "k nearest neighbours (k=7)", "medium",
-              "a prediction is explained by the 7 most similar training rows; no global summary", _knn),
+              "a prediction is explained by the 7 most similar training rows; no global summary", _knn,
+              max_rows=100_000, too_big="it keeps every training row and compares each prediction with all of them: "
+              "scoring large tables against this many rows takes hours"),
     Candidate("tree", "a decision tree (depth ≤ 5)", "high",
               "a few if-then rules a person can follow and draw", _tree),
     Candidate("forest", "a random forest (100 trees)", "low",
-              "an average of 100 deep trees: explain with permutation importance, not by reading it", _forest),
-    Candidate("boosting", "histogram gradient boosting (100 rounds)", "low",
-              "a sum of 100 small trees: explain with permutation importance, not by reading it", _boosting),
+              "an average of 100 deep trees: explain with permutation importance, not by reading it", _forest,
+              max_rows=250_000, too_big="100 full-depth trees on this many rows need gigabytes of memory and minutes "
+              "per fit; boosting, which bins the values, learns the same kind of model at a fraction of the cost"),
+    Candidate("boosting", "histogram gradient boosting (up to 100 rounds)", "low",
+              "a sum of up to 100 small trees: explain with permutation importance, not by reading it", _boosting),
 ]}
 
 # %% ../notebooks/models.ipynb #97087257
@@ -140,7 +147,30 @@ def fit_pipeline(pipeline, # an unfitted pipeline
     with threads_for(len(X)): return pipeline.fit(X, y)
 
 # %% ../notebooks/models.ipynb #061f3e1d
-@validate_params({"candidates": CANDIDATE_NAMES}, chain=("candidates",))
+def sample_rows(X:pd.DataFrame, # features
+                y:pd.Series, # target
+                max_rows:int|None, # the most rows to keep; None keeps all
+                task:str="classification", # a classification samples each class in its share
+                seed:int=42, # the random seed
+                groups=None, # group labels, sampled with their rows
+                what:str="rows", # what the rows are, for the note (e.g. 'training rows')
+               ) -> tuple: # (X, y, groups, note): the sample and a sentence saying how it was drawn
+    "At most `max_rows` rows drawn at random, stratified by class; all rows when there are no more."
+    n = len(X)
+    if max_rows is None or n <= max_rows: return X, y, groups, f"all {n:,} {what}"
+    from sklearn.utils import resample
+    idx = np.sort(resample(np.arange(n), n_samples=int(max_rows), replace=False, random_state=seed,
+                           stratify=y if task == "classification" else None))
+    g = None if groups is None else np.asarray(groups)[idx]
+    how = "stratified by class, " if task == "classification" else ""
+    return (X.iloc[idx], y.iloc[idx], g,
+            f"a random sample of {max_rows:,} of {n:,} {what} ({how}drawn without replacement, seed {seed})")
+
+# %% ../notebooks/models.ipynb #9afc917c
+COMPARE_ROWS = 50_000 # candidates are compared on a sample of this many training rows when there are more
+
+@validate_params({"candidates": CANDIDATE_NAMES, "max_rows": OneOf(Interval(int, 10), IsNone())},
+                 chain={"candidates": "candidates", "compare_rows": "max_rows"})
 def compare(X:pd.DataFrame, # training features
             y:pd.Series, # training target
             problem, # the `Problem` (task, metric, seed)
@@ -149,14 +179,23 @@ def compare(X:pd.DataFrame, # training features
             cv=5, # folds, or a scikit-learn splitter (see `mlkit.split.cross_validator`)
             groups=None, # group labels for group folds
             n_jobs:int|None=None, # folds fitted in parallel; None chooses by data size
-           ) -> pd.DataFrame: # the leaderboard, best first
+            max_rows:int|None=COMPARE_ROWS, # compare on a sample of this many rows when there are more; None: all
+           ) -> pd.DataFrame: # the leaderboard, best first; `attrs['rows_note']` says which rows it is based on
     "Cross-validate each candidate pipeline on the problem's metric; return the leaderboard."
     from sklearn.model_selection import cross_validate
     from mlkit.metrics import scorer_name, natural_score
     scoring = scorer_name(problem.metric, y.nunique())
+    n_train = len(X)
+    X, y, groups, note = sample_rows(X, y, max_rows, problem.task, problem.seed, groups, "training rows")
     n_jobs = jobs_for(len(X), n_jobs)
-    rows = []
+    rows, left_out = [], []
     for name in candidate_names(candidates):
+        c = CANDIDATES[name]
+        if c.max_rows is not None and n_train > c.max_rows:
+            left_out.append({"model": name, "score": np.nan, "sd": np.nan, "fit_seconds": np.nan, "predict_seconds": np.nan,
+                             "rows": 0, "interpretability": c.interpretability, "note": c.note,
+                             "left_out": f"left out above {c.max_rows:,} training rows ({n_train:,} here): {c.too_big}"})
+            continue
         pipe = candidate_pipeline(preprocessor, name, problem)
         try:
             with threads_for(len(X), n_jobs):
@@ -167,19 +206,26 @@ def compare(X:pd.DataFrame, # training features
                             f"with the 'candidates' parameter" + (f" (e.g. candidates='{others}')" if others else "") +
                             ", or give the folds more rows (more data, or a lower 'cv_folds').") from e
         s = natural_score(problem.metric, res["test_score"])
-        c = CANDIDATES[name]
         rows.append({"model": name, "score": float(np.mean(s)), "sd": float(np.std(s)),
                      "fit_seconds": float(np.mean(res["fit_time"])), "predict_seconds": float(np.mean(res["score_time"])),
-                     "interpretability": c.interpretability, "note": c.note})
+                     "rows": len(X), "interpretability": c.interpretability, "note": c.note, "left_out": ""})
+    if not rows:
+        raise DataError(f"Every candidate asked for ({', '.join(candidate_names(candidates))}) is left out on "
+                        f"{n_train:,} training rows: {left_out[0]['left_out']}. Add one that scales, e.g. "
+                        "candidates='linear,tree,boosting'.")
     board = pd.DataFrame(rows).sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True])
+    board = pd.concat([board, pd.DataFrame(left_out, columns=board.columns)], ignore_index=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     board.attrs["metric"] = problem.metric
-    return board.reset_index(drop=True)
+    board.attrs["rows_note"] = f"Candidates compared on {note}" + (
+        "; the chosen one is trained on all of them in 06_train." if len(X) < n_train else ".") + "".join(
+        f"\n{r['model']}: {r['left_out']}" for r in left_out)
+    return board
 
 # %% ../notebooks/models.ipynb #6cb05001
 def choose(board:pd.DataFrame, # a leaderboard from `compare`
            problem, # the `Problem` (metric and its direction)
           ) -> dict: # {'name', 'metric', 'score', 'sd'}
-    "The best candidate by the problem's metric (ties go to the faster fit)."
-    best = board.sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
+    "The best candidate by the problem's metric (ties go to the faster fit); candidates left out are not chosen."
+    best = board.dropna(subset=["score"]).sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
     return {"name": best.model, "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}

@@ -55,6 +55,7 @@ def _direction(metric) -> str:
 
 def _num(v) -> str:
     if v is None: return "n/a"
+    if isinstance(v, float) and v != v: return ""  # an empty cell of a CSV (e.g. a candidate left out has no score)
     return f"{v:.4g}" if isinstance(v, float) else _e(v)
 
 def _table(header:list|None, rows:list) -> str:

@@ -10,8 +10,8 @@ from .core import ParameterError, DataError
 from .constraints import validate_params, Options, Interval
 
 # %% auto #0
-__all__ = ['SPACES', 'SEARCHES', 'SEARCH', 'search_space', 'space_size', 'search_kind', 'fit_rows', 'tune_search',
-           'compare_on_validation']
+__all__ = ['SPACES', 'SEARCHES', 'SEARCH', 'HALVING_ROWS', 'TUNE_ROWS', 'search_space', 'space_size', 'search_kind', 'fit_rows',
+           'tune_search', 'compare_on_validation']
 
 # %% ../notebooks/tune.ipynb #cdf4b270
 _LINEAR = {"classification": {"model__C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]},
@@ -46,14 +46,19 @@ def space_size(space:dict) -> int:
 # %% ../notebooks/tune.ipynb #ea636075
 SEARCHES = ("random", "grid")
 SEARCH = Options(*SEARCHES)
+HALVING_ROWS = 100_000 # above this many training rows a random search runs as successive halving
+TUNE_ROWS = 100_000 # successive halving's last round sees at most this many rows
 
 def search_kind(search:str, # the 'search' parameter: 'random' or 'grid'
                 space:dict, # the space to search
                 n_iter:int, # combinations a random search tries
-               ) -> str: # 'grid' or 'random': the search that actually runs
-    "The search that runs: a grid when asked for, or when the whole space is no larger than `n_iter`."
+                n_rows:int=0, # training rows
+                halving_rows:int=HALVING_ROWS, # above this many rows, a random search runs as successive halving
+               ) -> str: # 'grid', 'random' or 'halving': the search that actually runs
+    "The search that runs: a grid when asked for or when the space is no larger than `n_iter`; halving on many rows."
     SEARCH.check("search", search)
-    return "grid" if search == "grid" or space_size(space) <= n_iter else "random"
+    if search == "grid" or space_size(space) <= n_iter: return "grid"
+    return "halving" if n_rows > halving_rows else "random"
 
 # %% ../notebooks/tune.ipynb #3d32a0e4
 def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
@@ -67,7 +72,8 @@ def fit_rows(X:pd.DataFrame, # the rows to cross-validate on
     return min(len(tr) for tr, _ in check_cv(cv, y, classifier=task == "classification").split(X, y, groups))
 
 # %% ../notebooks/tune.ipynb #23c08869
-@validate_params({"search": SEARCH, "n_iter": Interval(int, 1)}, chain=("search", "n_iter"))
+@validate_params({"search": SEARCH, "n_iter": Interval(int, 1), "halving_rows": Interval(int, 10), "max_rows": Interval(int, 10)},
+                 chain={"search": "search", "n_iter": "n_iter", "halving_rows": "halving_rows", "tune_rows": "max_rows"})
 def tune_search(X:pd.DataFrame, # training features
                 y:pd.Series, # training target
                 problem, # the `Problem` (task, metric, seed)
@@ -78,9 +84,12 @@ def tune_search(X:pd.DataFrame, # training features
                 cv=3, # folds, or a scikit-learn splitter
                 groups=None, # group labels for group folds
                 n_jobs:int|None=None, # fits in parallel; None chooses by data size
-               ) -> tuple: # (fitted search object, results table best first; `table.attrs['search']` says which ran)
-    "Cross-validated grid or random search over the candidate's space, on training rows."
-    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+                halving_rows:int=HALVING_ROWS, # above this many rows a random search runs as successive halving
+                max_rows:int=TUNE_ROWS, # the most rows successive halving's last round cross-validates on
+               ) -> tuple: # (fitted search object, results table best first; `attrs['search']` and `attrs['rows_note']` say what ran)
+    "Cross-validated grid, random or successive-halving search over the candidate's space; the best refitted on all rows."
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401 (scikit-learn's own opt-in)
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, HalvingRandomSearchCV
     from mlkit.models import candidate_pipeline, jobs_for, threads_for
     from mlkit.metrics import scorer_name, natural_score
     pipe = candidate_pipeline(preprocessor, name, problem)
@@ -90,9 +99,13 @@ def tune_search(X:pd.DataFrame, # training features
         space["model__n_neighbors"] = [k for k in ks if k <= n_fit] or [min(ks)]
     scoring = scorer_name(problem.metric, y.nunique())
     n_jobs = jobs_for(len(X), n_jobs)
-    kind = search_kind(search, space, n_iter)
+    kind = search_kind(search, space, n_iter, len(X), halving_rows)
     if kind == "grid":
         s = GridSearchCV(pipe, space, scoring=scoring, cv=cv, n_jobs=n_jobs, error_score="raise")
+    elif kind == "halving":
+        s = HalvingRandomSearchCV(pipe, space, n_candidates=n_iter, factor=3, resource="n_samples",
+                                  max_resources=min(len(X), max_rows), min_resources="exhaust", scoring=scoring,
+                                  cv=cv, n_jobs=n_jobs, random_state=problem.seed, error_score="raise")
     else:
         s = RandomizedSearchCV(pipe, space, n_iter=n_iter, scoring=scoring, cv=cv, n_jobs=n_jobs,
                                random_state=problem.seed, error_score="raise")
@@ -107,8 +120,18 @@ def tune_search(X:pd.DataFrame, # training features
     table["score"] = natural_score(problem.metric, r["mean_test_score"])
     table["sd"] = r["std_test_score"]
     table["fit_seconds"] = r["mean_fit_time"]
-    table = table.sort_values("rank", kind="stable", ignore_index=True)  # ties: first tried first, as `best_params_`
-    table.attrs["search"] = kind
+    if kind == "halving":  # a setting's last round counts: the settings of the last round first, best first
+        table["round"], table["rows"], table["_s"] = r["iter"], r["n_resources"], r["mean_test_score"]
+        table = table.sort_values(["round", "_s"], ascending=False, kind="stable", ignore_index=True).drop(columns="_s")
+        table["rank"] = range(1, len(table) + 1)
+        rounds = ", ".join(f"{c} on {n:,}" for c, n in zip(s.n_candidates_, s.n_resources_))
+        note = (f"Successive halving over {n_iter} settings drawn at random: settings on rows per round {rounds} "
+                f"(random samples of the {len(X):,} training rows, seed {problem.seed}); the best setting refitted on all of them.")
+    else:
+        table = table.sort_values("rank", kind="stable", ignore_index=True)  # ties: first tried first, as `best_params_`
+        note = f"Cross-validated on all {len(X):,} training rows."
+    table.attrs["search"], table.attrs["rows_note"] = kind, note
+    table.attrs["settings"] = int(s.n_candidates_[0]) if kind == "halving" else len(table)  # distinct settings tried
     return s, table
 
 # %% ../notebooks/tune.ipynb #d8c60a88

@@ -157,3 +157,24 @@ def test_package_with_date_features_scores_iso_dates(tmp_path):
         r = client.post("/predict", json={"records": [{**records[0], "visit_date": "next Tuesday"}]})
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == "visit_date"
         assert "date-time" in r.json()["detail"][0]["message"] and "Tuesday" not in r.text
+
+
+def test_large_table_paths_at_small_sizes(tmp_path):
+    "The samples, the left-out rule and successive halving of a million-row run, reached through the templates on 360 rows."
+    df, run = run_chain(tmp_path, compare_rows=100, learning_rows=80, importance_rows=40, halving_rows=50, tune_rows=150,
+                        candidates="baseline,linear,tree,boosting")
+    n_train, n_val = len(run.split("train")[0]), len(run.split("validation")[0])
+    board = pd.read_csv(run.file("leaderboard"))
+    assert set(board.rows) == {100} and board.left_out.isna().all()
+    pages = {s: (run.path / f"{s}.ipynb").read_text() for s in ("05_select", "06_train", "07_evaluate", "08_tune")}
+    assert f"Candidates compared on a random sample of 100 of {n_train} training rows (stratified by class" in pages["05_select"]
+    assert f"Fitting {run.load_json('chosen')['name']!r} on {n_train} training rows" in pages["06_train"]  # the kept model: all rows
+    assert f"Learning curve drawn on a random sample of 80 of {n_train} training rows" in pages["06_train"]
+    assert f"Permutation importance measured on a random sample of 40 of {n_val} held-out rows" in pages["07_evaluate"]
+    tuning, results = run.load_json("tuning"), pd.read_csv(run.file("search_results"))
+    if tuning["search"] != "grid":  # a chosen model with a space no larger than n_iter is searched whole
+        assert tuning["search"] == "halving" and "Successive halving over 10 settings" in pages["08_tune"]
+        assert tuning["settings_tried"] == 10 and results["round"].iloc[0] == results["round"].max()
+        assert results.rows.max() <= 150
+    test = run.load_json("test")
+    assert test["metrics"]["balanced_accuracy"] > 0.6
