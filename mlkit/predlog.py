@@ -4,7 +4,7 @@
 
 # %% ../notebooks/predlog.ipynb #84df9f3c
 from __future__ import annotations
-import datetime as dt, json, os, threading
+import datetime as dt, json, os, threading, time as _time
 from pathlib import Path
 from .core import DataError, ParameterError
 
@@ -60,7 +60,7 @@ def _engine(url:str, create:bool):
     except Exception: raise ParameterError(f"{url!r} is neither a file path nor a database URL such as "
                                            "'sqlite:///logs/predictions.sqlite' or 'postgresql+psycopg://user@host/db'.") from None
     # hide_parameters: a failed INSERT must not copy the scored records into error messages and server logs
-    kw = dict(json_serializer=lambda o: json.dumps(o, default=str), hide_parameters=True)
+    kw = dict(json_serializer=lambda o: json.dumps(o, default=_json_default), hide_parameters=True)
     if u.get_backend_name() != "sqlite": kw["pool_pre_ping"] = True
     elif u.database and u.database != ":memory:":
         p = Path(u.database)
@@ -120,14 +120,21 @@ class PredictionLog:
         if len(records) != len(predictions) or (probabilities is not None and len(probabilities) != len(records)):
             raise ParameterError("records, predictions and probabilities must have one entry per record.")
         t = (time or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if probabilities and not all(isinstance(k, str) for k in probabilities[0]):  # JSON keys must be text
+            probabilities = [{str(k): p for k, p in d.items()} for d in probabilities]
         row = {"time": t, "request_id": request_id, "model_version": model_version, "n_records": len(records),
-               "inputs": records, "predictions": _plain(predictions),
-               "probabilities": None if probabilities is None else _plain(probabilities)}
-        if self._lock is None:
-            with self.engine.begin() as conn: conn.execute(self.table.insert(), row)
-        else:
-            with self._lock, self.engine.begin() as conn: conn.execute(self.table.insert(), row)
-        return len(records)
+               "inputs": records, "predictions": predictions, "probabilities": probabilities}
+        from sqlalchemy.exc import OperationalError
+        for attempt in range(5):
+            try:
+                if self._lock is None:
+                    with self.engine.begin() as conn: conn.execute(self.table.insert(), row)
+                else:
+                    with self._lock, self.engine.begin() as conn: conn.execute(self.table.insert(), row)
+                return len(records)
+            except OperationalError as e:  # SQLite shared by several processes: busy past its timeout; try again
+                if "database is locked" not in str(e) or attempt == 4: raise
+                _time.sleep(0.05 * 2**attempt)
 
     def count(self) -> int:
         "The number of logged records."
@@ -137,11 +144,11 @@ class PredictionLog:
 
     def close(self): self.engine.dispose()
 
-def _plain(v):
-    "numpy scalars and containers as plain JSON values."
-    if isinstance(v, dict): return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
-    return v.item() if hasattr(v, "item") else v
+def _json_default(o):
+    "numpy scalars and arrays as plain JSON values (no walk over every value: json calls this only for what it cannot write); anything else as text."
+    if hasattr(o, "tolist"): return o.tolist()
+    if hasattr(o, "item"): return o.item()
+    return str(o)
 
 # %% ../notebooks/predlog.ipynb #07c33ad1
 def read_log(url, # the log's database URL, or a SQLite file path
