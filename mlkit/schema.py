@@ -213,8 +213,19 @@ class Schema:
     def from_columns(self, columns:dict, # {column: validated values}, from `check_columns`
                     ):
         "Validated columns as a DataFrame with the training column order and dtypes."
-        import pandas as pd
-        return self._restore_dtypes(pd.DataFrame({n: columns[n] for n in self.names}))
+        import pandas as pd, numpy as np
+        data, rest = {}, []
+        for c in self.columns:  # the common kinds straight to their training dtypes; the others as `to_pandas` does
+            v = columns[c.name]
+            if c.kind == "number":
+                try: data[c.name] = np.array(v, dtype="float64")
+                except TypeError: data[c.name] = np.array([np.nan if x is None else x for x in v], dtype="float64")
+            elif c.kind == "text" and c.dtype == "object":
+                a = np.array(v, dtype=object)
+                a[a == None] = np.nan  # noqa: E711 (element-wise)
+                data[c.name] = a
+            else: data[c.name] = v; rest.append(c)
+        return self._restore_dtypes(pd.DataFrame(data), rest)
 
     def to_pandas(self, records:list):
         "Records (already validated) as a DataFrame with the training column order and dtypes."
@@ -222,9 +233,9 @@ class Schema:
         df = pd.DataFrame.from_records(records, columns=self.names) if records else pd.DataFrame(columns=self.names)
         return self._restore_dtypes(df)
 
-    def _restore_dtypes(self, df):
+    def _restore_dtypes(self, df, columns:list|None=None):
         import pandas as pd, numpy as np
-        for c in self.columns:
+        for c in self.columns if columns is None else columns:
             s = df[c.name]
             if c.kind == "number": s = pd.to_numeric(s, errors="coerce").astype("float64")
             elif c.kind == "boolean": s = s.astype(bool) if s.notna().all() else s.astype(object).where(s.notna(), np.nan)

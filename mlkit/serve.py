@@ -14,7 +14,7 @@ from pathlib import Path
 from .core import ModelPackageError, ParameterError, ServiceError
 from .constraints import validate_params, Interval
 from .package import load_package, read_metadata
-from .predlog import PredictionLog, default_log_url, as_url, read_log
+from .predlog import PredictionLog, JSONText, default_log_url, as_url, read_log
 from .schema import explain_errors
 
 logger = logging.getLogger("mlkit.serve")
@@ -30,7 +30,7 @@ def create_app(model_dir, # the model package folder
     from typing import Any
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
     from starlette.concurrency import run_in_threadpool
     pkg = load_package(model_dir)
@@ -111,9 +111,10 @@ def create_app(model_dir, # the model package folder
         X = schema.from_columns(cols)
         warns = schema.check_values(X)
         out = pkg.score(X)
-        preds = out["prediction"].tolist()
+        # predictions and probabilities are encoded as JSON once, for the log and the answer alike
+        preds = JSONText(out["prediction"].tolist())
         names = list(map(str, classes)) if proba_cols else None
-        probs = [dict(zip(names, row)) for row in out[proba_cols].to_numpy().tolist()] if proba_cols else None
+        probs = JSONText([dict(zip(names, row)) for row in out[proba_cols].to_numpy().tolist()]) if proba_cols else None
         rid = uuid.uuid4().hex
         try:
             plog.write(rid, pkg.version, [dict(zip(cols, row)) for row in zip(*cols.values())], preds, probs)
@@ -121,9 +122,10 @@ def create_app(model_dir, # the model package folder
         except Exception:
             logger.exception(f"could not write request {rid} to the prediction log")
             logged = False
-        body = {"predictions": preds, "model_version": pkg.version, "request_id": rid, "warnings": warns, "logged": logged}
-        if probs is not None: body["probabilities"] = probs
-        return JSONResponse(body, headers={"X-Worker-PID": str(os.getpid())})  # which worker answered (serve(workers=N))
+        rest = json.dumps({"model_version": pkg.version, "request_id": rid, "warnings": warns, "logged": logged}, ensure_ascii=False)
+        body = '{"predictions":' + preds + (',"probabilities":' + probs if probs is not None else "") + "," + rest[1:]
+        return Response(body.encode(), media_type="application/json",
+                        headers={"X-Worker-PID": str(os.getpid())})  # which worker answered (serve(workers=N))
 
     @app.post("/predict", response_model=None, summary="Score records",
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
