@@ -144,6 +144,7 @@ def _score_chunks(pkg, source, tmp, out, extra, chunk_rows, progress, encoding) 
             if fmt == "csv": result.to_csv(tmp, index=False, mode="a" if done else "w", header=not done)
             else: writer = _write_parquet(writer, result, tmp, done)
             done += len(df)
+            del df, X, result  # before the next chunk is read: one chunk in memory at a time
             report(done)
     finally:
         if writer is not None: writer.close()
