@@ -294,6 +294,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlkit.persist.save_model': ('persist.html#save_model', 'mlkit/persist.py')},
             'mlkit.predlog': { 'mlkit.predlog.JSONText': ('predlog.html#jsontext', 'mlkit/predlog.py'),
                                'mlkit.predlog.JSONText.__new__': ('predlog.html#jsontext.__new__', 'mlkit/predlog.py'),
+                               'mlkit.predlog.JSONText.of': ('predlog.html#jsontext.of', 'mlkit/predlog.py'),
                                'mlkit.predlog.PredictionLog': ('predlog.html#predictionlog', 'mlkit/predlog.py'),
                                'mlkit.predlog.PredictionLog.__init__': ('predlog.html#predictionlog.__init__', 'mlkit/predlog.py'),
                                'mlkit.predlog.PredictionLog.__repr__': ('predlog.html#predictionlog.__repr__', 'mlkit/predlog.py'),

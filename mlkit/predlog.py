@@ -112,19 +112,19 @@ class PredictionLog:
 
     def write(self, request_id:str, # the request's id, returned to the caller too
               model_version:str, # the package's version
-              records:list, # the validated inputs, one dict per record
+              records:list, # the validated inputs, one dict per record (a list, or a `JSONText` of it)
               predictions:list, # one prediction per record (a list, or a `JSONText` of it)
               probabilities:list|None=None, # one {class: p} dict per record (classifiers; a list, or a `JSONText` of it)
               time:dt.datetime|None=None, # when it was scored (default: now, UTC)
              ) -> int: # rows written
         "Append one request (its records and outputs) as one row."
         n = lambda v: v.n if isinstance(v, JSONText) else len(v)
-        if len(records) != n(predictions) or (probabilities is not None and n(probabilities) != len(records)):
+        if n(records) != n(predictions) or (probabilities is not None and n(probabilities) != n(records)):
             raise ParameterError("records, predictions and probabilities must have one entry per record.")
         t = (time or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
         if probabilities and not isinstance(probabilities, JSONText) and not all(isinstance(k, str) for k in probabilities[0]):
             probabilities = [{str(k): p for k, p in d.items()} for d in probabilities]
-        row = {"time": t, "request_id": request_id, "model_version": model_version, "n_records": len(records),
+        row = {"time": t, "request_id": request_id, "model_version": model_version, "n_records": n(records),
                "inputs": records, "predictions": predictions, "probabilities": probabilities}
         from sqlalchemy.exc import OperationalError
         for attempt in range(5):
@@ -133,7 +133,7 @@ class PredictionLog:
                     with self.engine.begin() as conn: conn.execute(self.table.insert(), row)
                 else:
                     with self._lock, self.engine.begin() as conn: conn.execute(self.table.insert(), row)
-                return len(records)
+                return n(records)
             except OperationalError as e:  # SQLite shared by several processes: busy past its timeout; try again
                 if "database is locked" not in str(e) or attempt == 4: raise
                 _time.sleep(0.05 * 2**attempt)
@@ -157,6 +157,15 @@ class JSONText(str):
     def __new__(cls, values:list): # the list to encode: numpy values become plain numbers; NaN and infinity are refused
         o = super().__new__(cls, json.dumps(values, default=_json_default, allow_nan=False, separators=(",", ":")))
         o.n = len(values)
+        return o
+
+    @classmethod
+    def of(cls, text:str, # JSON text of a list, already encoded (e.g. a slice of a request's body)
+           n:int, # how many items the list holds
+          ) -> JSONText:
+        "Wrap JSON text that is already encoded."
+        o = str.__new__(cls, text)
+        o.n = n
         return o
 
 def _to_json(o) -> str: return o if isinstance(o, JSONText) else json.dumps(o, default=_json_default)

@@ -9,7 +9,8 @@ __all__ = ['logger', 'MAX_RECORDS', 'MODEL_ENV', 'LOG_ENV', 'create_app', 'app_f
 # %% ../notebooks/serve.ipynb #e4ffb814
 # No `from __future__ import annotations` here: FastAPI reads the request model from the
 # endpoint's annotations at run time, and that model is built per package inside `create_app`.
-import atexit, json, logging, os, socket, subprocess, sys, tempfile, time, uuid, weakref
+import atexit, json, logging, os, re, socket, subprocess, sys, tempfile, time, uuid, weakref
+import numpy as np
 from pathlib import Path
 from .core import ModelPackageError, ParameterError, ServiceError
 from .constraints import validate_params, Interval
@@ -85,8 +86,19 @@ def create_app(model_dir, # the model package folder
 
     checker = TypeAdapter(PredictRequest)
 
-    def columns(body:bytes, content_type:str|None) -> dict:
-        "The request's records, checked column by column: {column: values}; or the `RequestValidationError` naming every problem."
+    as_sent = not schema.conversions and all(c.kind != "datetime" for c in schema.columns)  # checks change no value
+    head = re.compile(rb'\s*\{\s*"records"\s*:')
+
+    def sent(body:bytes, n:int):
+        "The records' JSON text as the request holds it, to log as it is (no second encoding); None when it cannot be cut out."
+        m = head.match(body)
+        end = body.rstrip()
+        if not as_sent or m is None or not end.endswith(b"}"): return None
+        try: return JSONText.of(body[m.end():len(end) - 1].strip().decode("utf-8"), n)
+        except UnicodeDecodeError: return None
+
+    def columns(body:bytes, content_type:str|None) -> tuple:
+        "The request's records, checked column by column: ({column: values}, their JSON text or None); or the `RequestValidationError` naming every problem."
         ct = (content_type or "application/json").split(";")[0].strip().lower()
         if not body: obj = Ellipsis  # no body at all
         elif ct.startswith("application/") and (ct.endswith("/json") or ct.endswith("+json")):
@@ -97,27 +109,34 @@ def create_app(model_dir, # the model package folder
         else: obj = body  # not JSON: refused below as FastAPI would
         if type(obj) is dict and obj.keys() == {"records"} and type(obj["records"]) is list and 0 < len(obj["records"]) <= max_records:
             cols = schema.check_columns(obj["records"])
-            if cols is not None: return cols
+            if cols is not None: return cols, sent(body, len(obj["records"]))
         # something does not fit: check record by record, as FastAPI does, to name every bad record and field
         if obj is Ellipsis: errors = [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         else:
             try: req = checker.validate_python(obj, from_attributes=True)
             except ValidationError as e: errors = [{**x, "loc": ("body", *x["loc"])} for x in e.errors(include_url=False)]
-            else: return {n: [r[n] for r in req.records] for n in schema.names}  # fits after all
+            else: return {n: [r[n] for r in req.records] for n in schema.names}, None  # fits after all
         raise RequestValidationError(errors)
 
-    def score(cols:dict):
+    names = [json.dumps(str(c)) for c in classes] if proba_cols else None
+    row_json = "{" + ",".join(f"{k}:%r" for k in names) + "}" if proba_cols else None  # %r of a float is JSON's form of it
+
+    def score(cols:dict, records:JSONText|None):
         "Score the checked records; answer predictions (and class probabilities), the model version and a request id."
         X = schema.from_columns(cols)
         warns = schema.check_values(X)
         out = pkg.score(X)
         # predictions and probabilities are encoded as JSON once, for the log and the answer alike
         preds = JSONText(out["prediction"].tolist())
-        names = list(map(str, classes)) if proba_cols else None
-        probs = JSONText([dict(zip(names, row)) for row in out[proba_cols].to_numpy().tolist()]) if proba_cols else None
+        probs = None
+        if proba_cols:
+            P = out[proba_cols].to_numpy(dtype="float64")
+            if not np.isfinite(P).all(): raise ValueError("The model returned probabilities that are not finite numbers.")
+            probs = JSONText.of("[" + ",".join(row_json % tuple(r) for r in P.tolist()) + "]", len(P))
+        if records is None: records = [dict(zip(cols, row)) for row in zip(*cols.values())]
         rid = uuid.uuid4().hex
         try:
-            plog.write(rid, pkg.version, [dict(zip(cols, row)) for row in zip(*cols.values())], preds, probs)
+            plog.write(rid, pkg.version, records, preds, probs)
             logged = True
         except Exception:
             logger.exception(f"could not write request {rid} to the prediction log")
@@ -134,7 +153,7 @@ def create_app(model_dir, # the model package folder
     async def predict(request: Request):
         "Score the records; answer predictions (and class probabilities), the model version and a request id."
         body = await request.body()
-        return await run_in_threadpool(lambda: score(columns(body, request.headers.get("content-type"))))
+        return await run_in_threadpool(lambda: score(*columns(body, request.headers.get("content-type"))))
 
     def openapi():
         "The OpenAPI document, with the request body's schema built from the package's (the endpoint reads the body itself)."
