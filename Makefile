@@ -45,6 +45,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_predict.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_cache.py
 

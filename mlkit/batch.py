@@ -11,35 +11,158 @@ from .core import ParameterError, SchemaError
 log = logging.getLogger("mlkit")
 
 # %% auto #0
-__all__ = ['log', 'OUTPUT_FORMATS', 'predict_file']
+__all__ = ['log', 'OUTPUT_FORMATS', 'CHUNK_ROWS', 'read_chunks', 'predict_file']
 
 # %% ../notebooks/batch.ipynb #b335cf37
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+CHUNK_ROWS = 100_000
+
+def _csv_rows(path) -> int:
+    "About how many rows a CSV file holds (its lines but the header; a quoted value may span lines), counted fast."
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for buf in iter(lambda: f.read(1 << 20), b""): n, last = n + buf.count(b"\n"), buf[-1:]
+    return max(n - (last == b"\n"), 0)
+
+def read_chunks(source, # a `Source`, or what `mlkit.sources.as_source` takes
+                chunk_rows:int=CHUNK_ROWS, # rows per chunk
+                encoding:str|None=None, # read a CSV in this encoding, replacing what it cannot decode (a retry)
+               ) -> tuple: # (an iterator of frames, the number of rows when known: exact for Parquet and whole reads, about for CSV)
+    "The rows of a data source in chunks: CSV and Parquet streamed, other sources read whole and cut."
+    import pandas as pd
+    from mlkit.sources import as_source, read_source, sniff_csv
+    from mlkit.core import DataError
+    source = as_source(source)
+    if source.kind == "parquet":
+        import pyarrow.parquet as pq
+        try: pf = pq.ParquetFile(source.location)
+        except Exception as e:
+            raise DataError(f"Could not read {source} as Parquet: {type(e).__name__}: {str(e).rstrip('.')}. Check that the file is "
+                            "complete and in that format.") from None
+        return (b.to_pandas() for b in pf.iter_batches(batch_size=chunk_rows)), pf.metadata.num_rows
+    if source.kind != "csv":
+        df = read_source(source)[0]
+        return (df.iloc[i:i + chunk_rows] for i in range(0, len(df), chunk_rows)), len(df)
+    args = sniff_csv(source.location, source.csv_options)
+    detected = args.pop("detected"); args.pop("overridden")
+    if detected.get("leading_zeros"): args["dtype"] = {c: str for c in detected["leading_zeros"]}
+    if encoding: args.update(encoding=encoding, encoding_errors="replace")
+    def chunks():
+        try:
+            with pd.read_csv(source.location, chunksize=chunk_rows, **args) as reader:
+                for df in reader:
+                    df.columns = [str(c) for c in df.columns]
+                    yield df
+        except (DataError, UnicodeDecodeError): raise
+        except pd.errors.EmptyDataError:
+            raise DataError(f"The data file {source} has no columns: it is empty or holds only blank lines.") from None
+        except Exception as e:
+            raise DataError(f"Could not read {source} as CSV: {type(e).__name__}: {str(e).rstrip('.')}. Check that the file is "
+                            "complete and in that format, or set csv_options.") from None
+    return chunks(), _csv_rows(source.location)
+
+def _merge_warnings(seen:dict, warns:list, first_row:int, max_rows:int=20):
+    "Add one chunk's warnings to those of the chunks before it: counts summed, row numbers in the whole file."
+    for w in warns:
+        k = (w["field"], w["issue"])
+        rows = [first_row + r for r in w["records"]]
+        if k not in seen: seen[k] = {**w, "records": rows[:max_rows]}
+        else: seen[k]["count"] += w["count"]; seen[k]["records"] = (seen[k]["records"] + rows)[:max_rows]
+
+class _Progress:
+    "Progress lines for `progress`: one every `every` seconds, and a last one."
+    def __init__(self, progress, total, approx, every=2.0):
+        self.progress, self.total, self.approx, self.every = progress, total, approx, every
+        self.t0 = self.last = __import__("time").monotonic()
+    def __call__(self, done:int, final:bool=False):
+        import time
+        now = time.monotonic()
+        if self.progress is None or (not final and now - self.last < self.every): return
+        self.last, rate = now, done / max(now - self.t0, 1e-9)
+        of = f" of {'about ' if self.approx else ''}{self.total:,}" if self.total and not final else ""
+        pct = f" ({min(done / self.total, 1):.0%})" if self.total and not final else ""
+        self.progress(f"{'scored' if final else 'scoring:'} {done:,}{of} rows{pct}, {rate:,.0f} rows/s"
+                      + (f" in {now - self.t0:.1f} s" if final else ""))
 
 def predict_file(model_dir, # the model package folder
                  input, # the rows to score: a CSV, Parquet or Excel file, or a `mlkit.sources.Source` (e.g. a database query)
                  out, # where to write the scored rows: .csv or .parquet
                  extra:str="refuse", # input columns the model does not know: 'refuse', or 'keep' to carry them to the output
+                 chunk_rows:int=CHUNK_ROWS, # rows read, scored and written at a time: memory grows with it, not with the file
+                 progress=None, # called with a line of progress every few seconds and at the end (e.g. `print`)
                 ) -> Path: # the written file
-    "Score a CSV or Parquet file with a model package and write the rows with `prediction` (and `proba_*`) columns."
+    "Score a file with a model package, chunk by chunk, and write the rows with `prediction` (and `proba_*`) columns."
     import pandas as pd
-    from mlkit.sources import load_data
+    from mlkit.sources import as_source
     from mlkit.package import load_package
     out = Path(out).expanduser()
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise ParameterError(f"The output file must end in {', '.join(OUTPUT_FORMATS)}. Got {str(out)!r}.")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ParameterError(f"chunk_rows must be a whole number of rows, at least 1. Got {chunk_rows!r}.")
     pkg = load_package(model_dir)
-    df = load_data(input)
-    taken = [c for c in df.columns if str(c) == "prediction" or str(c).startswith("proba_")]
-    if taken and extra == "keep":
-        raise SchemaError(f"The input already has column(s) {', '.join(map(repr, taken))}, which the output uses. Rename or drop them.")
-    pred = pkg.predict(df, extra=extra)
-    for w in pred.attrs["warnings"]:
-        log.warning(f"{w['count']} row(s): {w['message']} (first rows: {w['records'][:5]})")
-    result = pd.concat([df.reset_index(drop=True), pred.reset_index(drop=True)], axis=1)
+    source = as_source(input)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    if OUTPUT_FORMATS[out.suffix.lower()] == "csv": result.to_csv(tmp, index=False)
-    else: result.to_parquet(tmp, index=False)
+    try:
+        try: done, warns = _score_chunks(pkg, source, tmp, out, extra, chunk_rows, progress, None)
+        except UnicodeDecodeError:  # not UTF-8 past the part the encoding was detected on: start again as Windows-1252
+            if source.kind != "csv" or "encoding" in source.csv_options: raise
+            log.warning(f"{source} is not UTF-8 past its first 64 KiB: reading it again as Windows-1252.")
+            done, warns = _score_chunks(pkg, source, tmp, out, extra, chunk_rows, progress, "cp1252")
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left, and an earlier output stays as it was
+        raise
+    for w in warns:
+        log.warning(f"{w['count']} row(s): {w['message']} (first rows: {w['records'][:5]})")
     tmp.replace(out)
     return out
+
+def _score_chunks(pkg, source, tmp, out, extra, chunk_rows, progress, encoding) -> tuple: # (rows scored, warnings)
+    "Read, check, score and write `source` chunk by chunk into `tmp`."
+    import pandas as pd
+    from mlkit.core import DataError
+    chunks, total = read_chunks(source, chunk_rows, encoding)
+    fmt, writer, done, seen = OUTPUT_FORMATS[out.suffix.lower()], None, 0, {}
+    report = _Progress(progress, total, approx=source.kind == "csv")
+    try:
+        for df in chunks:
+            if not len(df): continue
+            if done == 0:
+                taken = [c for c in df.columns if str(c) == "prediction" or str(c).startswith("proba_")]
+                if taken and extra == "keep":
+                    raise SchemaError(f"The input already has column(s) {', '.join(map(repr, taken))}, which the output uses. "
+                                      "Rename or drop them.")
+            try: X, warns = pkg.schema.validate_frame(df, extra=extra, first_row=done)
+            except SchemaError as e:
+                where = (f" (counted in rows {done:,} to {done + len(df) - 1:,}: rows are checked {chunk_rows:,} at a time)"
+                         if done or len(df) == chunk_rows else "")
+                raise SchemaError(f"{str(e).rstrip('.')}{where}. Nothing was written to {out}: it is written only when every "
+                                  "row can be scored.") from None
+            _merge_warnings(seen, warns, done)
+            result = pd.concat([df.reset_index(drop=True), pkg.score(X)], axis=1)
+            if fmt == "csv": result.to_csv(tmp, index=False, mode="a" if done else "w", header=not done)
+            else: writer = _write_parquet(writer, result, tmp, done)
+            done += len(df)
+            del df, X, result  # before the next chunk is read: one chunk in memory at a time
+            report(done)
+    finally:
+        if writer is not None: writer.close()
+    if done == 0: raise DataError(f"{str(source)[0].upper() + str(source)[1:]} has no rows to score.")
+    report(done, final=True)
+    return done, list(seen.values())
+
+def _write_parquet(writer, result, tmp, done):
+    "Append one chunk to the Parquet file, in the column types of the first chunk (a chunk with no missing value reads as integers)."
+    import pyarrow as pa, pyarrow.parquet as pq
+    from mlkit.core import DataError
+    table = pa.Table.from_pandas(result, preserve_index=False)
+    if writer is None: writer = pq.ParquetWriter(tmp, table.schema)
+    elif not table.schema.equals(writer.schema, check_metadata=False):
+        try: table = table.cast(writer.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+            raise DataError(f"The rows from row {done:,} on hold values of another type than the rows before them ({e}), which one "
+                            "Parquet file cannot hold. Write CSV instead (--out scored.csv), or score more rows at a time "
+                            "(--chunk-rows) so that the first chunk shows every type.") from None
+    writer.write_table(table)
+    return writer

@@ -166,11 +166,14 @@ def _source(data:str, sheet, query, table, csv_options):
 @click.argument("input")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write predictions (.csv or .parquet).")
 @click.option("--keep-extra", is_flag=True, help="Carry columns the model does not use (an id, the true label) through to the output instead of refusing them.")
+@click.option("--chunk-rows", default=100_000, show_default=True, type=click.IntRange(min=1),
+              help="Rows read, scored and written at a time (CSV and Parquet are streamed; Excel and databases are read whole).")
 @_source_options
-def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options):
-    "Score INPUT (a CSV, Parquet or Excel file, or a database URL with --query or --table) with a model package."
+def predict(model_dir, input, out, keep_extra, chunk_rows, sheet, query, table, csv_options):
+    "Score INPUT (a CSV, Parquet or Excel file, or a database URL with --query or --table) with a model package, in chunks."
     from mlkit.batch import predict_file
-    path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out, extra="keep" if keep_extra else "refuse")
+    path = predict_file(model_dir, _source(input, sheet, query, table, csv_options), out, extra="keep" if keep_extra else "refuse",
+                        chunk_rows=chunk_rows, progress=lambda line: click.echo(line, err=True))
     click.echo(f"wrote {path}")
 
 @main.command()
@@ -178,10 +181,12 @@ def predict(model_dir, input, out, keep_extra, sheet, query, table, csv_options)
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="The port to listen on.")
 @click.option("--log", "log_url", default=None, help="Prediction log: an SQLAlchemy URL or an SQLite file (default: beside the package).")
-def serve(model_dir, host, port, log_url):
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes answering on the port; they share the prediction log (a SQLite file or PostgreSQL).")
+def serve(model_dir, host, port, log_url, workers):
     "Serve a model package over HTTP: /health, /metadata, /predict."
     from mlkit.serve import serve as _serve
-    _serve(model_dir, host=host, port=port, log_url=log_url)
+    _serve(model_dir, host=host, port=port, log_url=log_url, workers=workers)
 
 @main.command()
 @click.argument("model_dir", type=click.Path())

@@ -4,12 +4,13 @@
 
 # %% ../notebooks/predlog.ipynb #84df9f3c
 from __future__ import annotations
-import datetime as dt, json, os, threading
+import datetime as dt, json, os, threading, time as _time
 from pathlib import Path
 from .core import DataError, ParameterError
 
 # %% auto #0
-__all__ = ['LOG_ENV', 'LOG_FILE', 'TABLE', 'META_COLUMNS', 'as_url', 'safe_url', 'default_log_url', 'PredictionLog', 'read_log']
+__all__ = ['LOG_ENV', 'LOG_FILE', 'TABLE', 'META_COLUMNS', 'as_url', 'safe_url', 'default_log_url', 'PredictionLog', 'JSONText',
+           'read_log']
 
 # %% ../notebooks/predlog.ipynb #4d0b7d36
 LOG_ENV = "MLKIT_LOG_URL"
@@ -60,7 +61,7 @@ def _engine(url:str, create:bool):
     except Exception: raise ParameterError(f"{url!r} is neither a file path nor a database URL such as "
                                            "'sqlite:///logs/predictions.sqlite' or 'postgresql+psycopg://user@host/db'.") from None
     # hide_parameters: a failed INSERT must not copy the scored records into error messages and server logs
-    kw = dict(json_serializer=lambda o: json.dumps(o, default=str), hide_parameters=True)
+    kw = dict(json_serializer=_to_json, hide_parameters=True)
     if u.get_backend_name() != "sqlite": kw["pool_pre_ping"] = True
     elif u.database and u.database != ":memory:":
         p = Path(u.database)
@@ -111,23 +112,31 @@ class PredictionLog:
 
     def write(self, request_id:str, # the request's id, returned to the caller too
               model_version:str, # the package's version
-              records:list, # the validated inputs, one dict per record
-              predictions:list, # one prediction per record
-              probabilities:list|None=None, # one {class: p} dict per record (classifiers)
+              records:list, # the validated inputs, one dict per record (a list, or a `JSONText` of it)
+              predictions:list, # one prediction per record (a list, or a `JSONText` of it)
+              probabilities:list|None=None, # one {class: p} dict per record (classifiers; a list, or a `JSONText` of it)
               time:dt.datetime|None=None, # when it was scored (default: now, UTC)
              ) -> int: # rows written
         "Append one request (its records and outputs) as one row."
-        if len(records) != len(predictions) or (probabilities is not None and len(probabilities) != len(records)):
+        n = lambda v: v.n if isinstance(v, JSONText) else len(v)
+        if n(records) != n(predictions) or (probabilities is not None and n(probabilities) != n(records)):
             raise ParameterError("records, predictions and probabilities must have one entry per record.")
         t = (time or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
-        row = {"time": t, "request_id": request_id, "model_version": model_version, "n_records": len(records),
-               "inputs": records, "predictions": _plain(predictions),
-               "probabilities": None if probabilities is None else _plain(probabilities)}
-        if self._lock is None:
-            with self.engine.begin() as conn: conn.execute(self.table.insert(), row)
-        else:
-            with self._lock, self.engine.begin() as conn: conn.execute(self.table.insert(), row)
-        return len(records)
+        if probabilities and not isinstance(probabilities, JSONText) and not all(isinstance(k, str) for k in probabilities[0]):
+            probabilities = [{str(k): p for k, p in d.items()} for d in probabilities]
+        row = {"time": t, "request_id": request_id, "model_version": model_version, "n_records": n(records),
+               "inputs": records, "predictions": predictions, "probabilities": probabilities}
+        from sqlalchemy.exc import OperationalError
+        for attempt in range(5):
+            try:
+                if self._lock is None:
+                    with self.engine.begin() as conn: conn.execute(self.table.insert(), row)
+                else:
+                    with self._lock, self.engine.begin() as conn: conn.execute(self.table.insert(), row)
+                return n(records)
+            except OperationalError as e:  # SQLite shared by several processes: busy past its timeout; try again
+                if "database is locked" not in str(e) or attempt == 4: raise
+                _time.sleep(0.05 * 2**attempt)
 
     def count(self) -> int:
         "The number of logged records."
@@ -137,11 +146,29 @@ class PredictionLog:
 
     def close(self): self.engine.dispose()
 
-def _plain(v):
-    "numpy scalars and containers as plain JSON values."
-    if isinstance(v, dict): return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
-    return v.item() if hasattr(v, "item") else v
+def _json_default(o):
+    "numpy scalars and arrays as plain JSON values (no walk over every value: json calls this only for what it cannot write); anything else as text."
+    if hasattr(o, "tolist"): return o.tolist()
+    if hasattr(o, "item"): return o.item()
+    return str(o)
+
+class JSONText(str):
+    "A list encoded as JSON once, to be written to the log as it is and sent in an answer too (the service does both)."
+    def __new__(cls, values:list): # the list to encode: numpy values become plain numbers; NaN and infinity are refused
+        o = super().__new__(cls, json.dumps(values, default=_json_default, allow_nan=False, separators=(",", ":")))
+        o.n = len(values)
+        return o
+
+    @classmethod
+    def of(cls, text:str, # JSON text of a list, already encoded (e.g. a slice of a request's body)
+           n:int, # how many items the list holds
+          ) -> JSONText:
+        "Wrap JSON text that is already encoded."
+        o = str.__new__(cls, text)
+        o.n = n
+        return o
+
+def _to_json(o) -> str: return o if isinstance(o, JSONText) else json.dumps(o, default=_json_default)
 
 # %% ../notebooks/predlog.ipynb #07c33ad1
 def read_log(url, # the log's database URL, or a SQLite file path

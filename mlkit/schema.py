@@ -117,26 +117,31 @@ def _datetimes(s, dtype:str):
     if tz is None: return as_datetimes(s)
     return pd.to_datetime(s, errors="coerce", format="mixed", utc=True).dt.tz_convert(tz)
 
-def _record_type(columns:list):
-    "A pydantic-ready TypedDict for one record: strict types, every column required, no extra keys."
+def _field_type(c:Column):
+    "The pydantic type of one column's value in a JSON record (before its description is added)."
     from typing import Literal, Optional, Annotated
-    from typing_extensions import TypedDict
     import datetime as dt
     from functools import partial
-    from pydantic import BeforeValidator, ConfigDict, Field
+    from pydantic import BeforeValidator, Field
     from mlkit.conversions import convert_value
-    fields = {}
-    for c in columns:
-        if c.kind == "number": t = float
-        elif c.kind == "boolean": t = bool
-        elif c.kind == "datetime": t = Annotated[dt.datetime, Field(strict=False)]  # ISO text arrives as a string
-        elif c.unseen == "refuse" and c.categories: t = Literal[tuple(c.categories)]
-        else: t = str
-        if c.nullable: t = Optional[t]
-        if c.conversion: t = Annotated[t, BeforeValidator(partial(convert_value, spec=c.conversion))]  # '45%' -> 0.45
-        fields[c.name] = Annotated[t, Field(description=c.describe())]
-    rec = TypedDict("Record", fields)
-    rec.__pydantic_config__ = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    if c.kind == "number": t = float
+    elif c.kind == "boolean": t = bool
+    elif c.kind == "datetime": t = Annotated[dt.datetime, Field(strict=False)]  # ISO text arrives as a string
+    elif c.unseen == "refuse" and c.categories: t = Literal[tuple(c.categories)]
+    else: t = str
+    if c.nullable: t = Optional[t]
+    if c.conversion: t = Annotated[t, BeforeValidator(partial(convert_value, spec=c.conversion))]  # '45%' -> 0.45
+    return t
+
+_STRICT = dict(strict=True, allow_inf_nan=False)
+
+def _record_type(columns:list):
+    "A pydantic-ready TypedDict for one record: strict types, every column required, no extra keys."
+    from typing import Annotated
+    from typing_extensions import TypedDict
+    from pydantic import ConfigDict, Field
+    rec = TypedDict("Record", {c.name: Annotated[_field_type(c), Field(description=c.describe())] for c in columns})
+    rec.__pydantic_config__ = ConfigDict(extra="forbid", **_STRICT)
     return rec
 
 
@@ -145,7 +150,7 @@ class Schema:
     def __init__(self, columns:list): # `Column`s (or their dicts), in the order the pipeline was trained on
         self.columns = [c if isinstance(c, Column) else Column(**c) for c in columns]
         self._by_name = {c.name: c for c in self.columns}
-        self._adapter = None
+        self._adapter, self._column_adapters = None, None
 
     @property
     def names(self) -> list: return [c.name for c in self.columns]
@@ -172,22 +177,55 @@ class Schema:
         "The TypedDict one JSON record is validated against (also documents the service's request body)."
         return _record_type(self.columns)
 
+    def check_columns(self, records:list, # JSON-like dicts, one per row
+                     ) -> dict|None: # {column: its validated values}, or None when some record does not fit
+        "Check records column by column, one pydantic call per column; None when any record does not fit the schema."
+        from pydantic import TypeAdapter, ConfigDict, ValidationError
+        if self._column_adapters is None:
+            self._column_adapters = {c.name: TypeAdapter(list[_field_type(c)], config=ConfigDict(**_STRICT)) for c in self.columns}
+        keys = self._by_name.keys()
+        if not all(type(r) is dict and r.keys() == keys for r in records): return None  # a missing or unknown field
+        try: return {name: ad.validate_python([r[name] for r in records]) for name, ad in self._column_adapters.items()}
+        except ValidationError: return None
+
     def validate_records(self, records:list, # JSON-like dicts, one per row, keys matched by name
                         ) -> tuple: # (DataFrame in training order and dtypes, warnings)
         "Check JSON-like records against the schema; raise `SchemaError` naming every bad record and field."
-        from pydantic import TypeAdapter, ValidationError
-        if self._adapter is None: self._adapter = TypeAdapter(list[self.record_type()])
         if isinstance(records, dict): records = [records]
         if not isinstance(records, list) or not records:
             raise SchemaError("There are no records to score: give a non-empty list of {column: value} objects.")
-        try: records = self._adapter.validate_python(records)
+        cols = self.check_columns(records)
+        df = self.from_columns(cols) if cols is not None else self.to_pandas(self.explain_records(records))
+        return df, self.check_values(df)
+
+    def explain_records(self, records:list, # JSON-like dicts, one per row
+                       ) -> list: # the validated records, when they all fit after all
+        "Check records one by one (pydantic); raise `SchemaError` naming every bad record and field."
+        from pydantic import TypeAdapter, ValidationError
+        if self._adapter is None: self._adapter = TypeAdapter(list[self.record_type()])
+        try: return self._adapter.validate_python(records)
         except ValidationError as e:
             problems = explain_errors(e.errors(include_url=False), self)
             err = SchemaError(f"{len(problems)} problem(s) with the records: {_summary(problems)}.")
             err.problems = problems
             raise err from None
-        df = self.to_pandas(records)
-        return df, self.check_values(df)
+
+    def from_columns(self, columns:dict, # {column: validated values}, from `check_columns`
+                    ):
+        "Validated columns as a DataFrame with the training column order and dtypes."
+        import pandas as pd, numpy as np
+        data, rest = {}, []
+        for c in self.columns:  # the common kinds straight to their training dtypes; the others as `to_pandas` does
+            v = columns[c.name]
+            if c.kind == "number":
+                try: data[c.name] = np.array(v, dtype="float64")
+                except TypeError: data[c.name] = np.array([np.nan if x is None else x for x in v], dtype="float64")
+            elif c.kind == "text" and c.dtype == "object":
+                a = np.array(v, dtype=object)
+                a[a == None] = np.nan  # noqa: E711 (element-wise)
+                data[c.name] = a
+            else: data[c.name] = v; rest.append(c)
+        return self._restore_dtypes(pd.DataFrame(data), rest)
 
     def to_pandas(self, records:list):
         "Records (already validated) as a DataFrame with the training column order and dtypes."
@@ -195,9 +233,9 @@ class Schema:
         df = pd.DataFrame.from_records(records, columns=self.names) if records else pd.DataFrame(columns=self.names)
         return self._restore_dtypes(df)
 
-    def _restore_dtypes(self, df):
+    def _restore_dtypes(self, df, columns:list|None=None):
         import pandas as pd, numpy as np
-        for c in self.columns:
+        for c in self.columns if columns is None else columns:
             s = df[c.name]
             if c.kind == "number": s = pd.to_numeric(s, errors="coerce").astype("float64")
             elif c.kind == "boolean": s = s.astype(bool) if s.notna().all() else s.astype(object).where(s.notna(), np.nan)
@@ -218,11 +256,12 @@ class Schema:
         for c in self.columns:
             s = df[c.name]
             if c.kind == "number" and c.min is not None:
-                bad = ((s < c.min) | (s > c.max)).to_numpy()
+                v = s.to_numpy(dtype="float64", na_value=np.nan)
+                bad = (v < c.min) | (v > c.max)  # a missing value (NaN) is neither
                 msg = f"outside the range seen in training [{c.min:.6g}, {c.max:.6g}]: the model extrapolates"
                 issue = "out_of_range"
             elif c.kind == "text" and c.unseen == "flag" and c.categories is not None:
-                bad = (s.notna() & ~s.astype(object).isin(c.categories)).to_numpy()
+                bad = (s.notna() & ~(s if s.dtype == object else s.astype(object)).isin(c.categories)).to_numpy()
                 msg = (f"a category not seen in training (known: {', '.join(map(repr, c.categories[:12]))}"
                        f"{' …' if len(c.categories) > 12 else ''}): the model scores it as none of the known ones")
                 issue = "unseen_category"
@@ -235,6 +274,7 @@ class Schema:
 
     def validate_frame(self, df, # the rows to score (e.g. read from CSV or Parquet)
                        extra:str="refuse", # columns the model does not know: 'refuse' (an error) or 'keep' (left aside)
+                       first_row:int=0, # the number of `df`'s first row in messages (a chunk of a larger file starts later)
                       ) -> tuple: # (DataFrame in training order and dtypes, warnings)
         "Check a DataFrame against the schema; raise `SchemaError` naming the column when it does not fit."
         import pandas as pd
@@ -259,11 +299,11 @@ class Schema:
         if self.conversions:  # text written as in the raw training data ('45%', '1.234,5'): read as cleaning did
             from mlkit.conversions import apply_conversions
             X = apply_conversions(X, self.conversions, unreadable="keep")
-        for c in self.columns: X[c.name] = self._check_column(c, X[c.name])
+        for c in self.columns: X[c.name] = self._check_column(c, X[c.name], first_row)
         X = self._restore_dtypes(X)
         return X, self.check_values(X)
 
-    def _check_column(self, c:Column, s):
+    def _check_column(self, c:Column, s, first_row:int=0):
         "One column of a frame, coerced to its kind, or a `SchemaError` naming it."
         import pandas as pd, numpy as np
         t = pd.api.types
@@ -271,7 +311,7 @@ class Schema:
             rows = np.flatnonzero(np.asarray(mask))
             v = s.iloc[rows[0]]
             v = v.item() if isinstance(v, np.generic) else v  # inf, not np.float64(inf)
-            raise SchemaError(f"Column {c.name!r} {what}: {len(rows)} row(s), the first at row {rows[0]} (value {v!r}).")
+            raise SchemaError(f"Column {c.name!r} {what}: {len(rows)} row(s), the first at row {first_row + rows[0]} (value {v!r}).")
         present = s.notna()
         if c.kind == "number":
             if t.is_bool_dtype(s): fail("must hold numbers but holds true/false values", present)
@@ -282,8 +322,9 @@ class Schema:
             s = s.astype("float64")
             if np.isinf(s).any(): fail("must hold finite numbers (leave a missing value empty)", np.isinf(s))
         elif c.kind == "boolean":
-            ok = s.map(lambda v: isinstance(v, (bool, np.bool_)) or pd.isna(v)).astype(bool)
-            if not ok.all(): fail("must hold true/false values", ~ok)
+            if t.infer_dtype(s, skipna=True) not in ("boolean", "empty"):  # vectorised; find the bad rows only when there are some
+                ok = s.map(lambda v: isinstance(v, (bool, np.bool_)) or pd.isna(v)).astype(bool)
+                if not ok.all(): fail("must hold true/false values", ~ok)
         elif c.kind == "datetime":
             d = _datetimes(s, c.dtype)
             if (present & d.isna()).any(): fail("must hold dates/times", present & d.isna())
@@ -291,8 +332,9 @@ class Schema:
         else:
             if t.is_numeric_dtype(s) and not t.is_bool_dtype(s):  # a CSV reader turned codes into numbers
                 s = s.map(lambda v: v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v))
-            ok = s.map(lambda v: isinstance(v, str) or pd.isna(v)).astype(bool)
-            if not ok.all(): fail("must hold text", ~ok)
+            if t.infer_dtype(s, skipna=True) not in ("string", "empty"):
+                ok = s.map(lambda v: isinstance(v, str) or pd.isna(v)).astype(bool)
+                if not ok.all(): fail("must hold text", ~ok)
             if c.unseen == "refuse" and c.categories is not None:
                 bad = s.notna() & ~s.astype(object).isin(c.categories)
                 if bad.any():
@@ -300,7 +342,7 @@ class Schema:
                          f"{', '.join(map(repr, c.categories))})", bad)
         if not c.nullable and s.isna().any():
             rows = np.flatnonzero(s.isna().to_numpy())
-            raise SchemaError(f"Column {c.name!r} has {len(rows)} missing value(s) (first at row {rows[0]}), but the model "
+            raise SchemaError(f"Column {c.name!r} has {len(rows)} missing value(s) (first at row {first_row + rows[0]}), but the model "
                               "cannot score a row without it. Fill them in or leave those rows out.")
         return s
 

@@ -239,3 +239,36 @@ def test_mlkit_run_records_a_failed_gate_as_skipped(tmp_path):
     assert f"10_deploy    skipped" in r.stderr and reason in r.stderr and "succeeded in" in r.stdout
     nb = nbformat.read(run.path / "10_deploy.ipynb", as_version=4)  # not an error: papermill's red banner is gone
     assert not [c for c in nb.cells if "papermill-error-cell-tag" in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("src, dst", [("csv", "csv"), ("parquet", "parquet")])
+def test_mlkit_predict_in_chunks_equals_scoring_whole(clf_package, penguins, tmp_path, src, dst):
+    "`mlkit predict --chunk-rows 50` writes what scoring the file whole writes, and reports its progress on stderr."
+    from click.testing import CliRunner
+    from mlkit.cli import main
+    X = penguins.drop(columns="species")
+    inp = tmp_path / f"new.{src}"
+    X.to_csv(inp, index=False) if src == "csv" else X.to_parquet(inp, index=False)
+    read = pd.read_csv if dst == "csv" else pd.read_parquet
+    whole = read(predict_file(clf_package, inp, tmp_path / f"whole.{dst}", chunk_rows=10_000))
+    r = CliRunner().invoke(main, ["predict", str(clf_package), str(inp), "--out", str(tmp_path / f"chunked.{dst}"), "--chunk-rows", "50"])
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(read(tmp_path / f"chunked.{dst}"), whole)
+    assert f"scored {len(X):,} rows" in r.stderr and "rows/s" in r.stderr and "wrote" in r.stdout
+    assert whole.prediction.tolist() == load_package(clf_package).pipeline.predict(X).tolist()
+
+
+def test_mlkit_predict_refusing_a_late_chunk_writes_nothing(clf_package, penguins, tmp_path):
+    from click.testing import CliRunner
+    from mlkit.cli import main
+    X = penguins.drop(columns="species").head(120).reset_index(drop=True)
+    X.assign(body_mass_g=X.body_mass_g.astype(object).where(X.index != 110, "heavy")).to_csv(tmp_path / "late.csv", index=False)
+    r = CliRunner().invoke(main, ["predict", str(clf_package), str(tmp_path / "late.csv"), "--out", str(tmp_path / "out.csv"),
+                                  "--chunk-rows", "50"])
+    assert r.exit_code == 2
+    assert "Column 'body_mass_g' must hold numbers but holds text: 1 row(s), the first at row 110" in r.stderr
+    assert "rows 100 to 119" in r.stderr and "Nothing was written" in r.stderr
+    assert not list(tmp_path.glob("out.csv*"))
+    r = CliRunner().invoke(main, ["predict", str(clf_package), str(tmp_path / "late.csv"), "--out", str(tmp_path / "o.csv"),
+                                  "--chunk-rows", "0"])
+    assert r.exit_code == 2 and "Invalid value for '--chunk-rows'" in r.stderr

@@ -41,3 +41,14 @@ def test_a_wrong_password_is_a_clear_error_without_the_password():
     with pytest.raises(DataError) as e:
         read_log(bad.render_as_string(hide_password=False))
     assert "s3cret" not in str(e.value) and safe_url(bad.render_as_string(hide_password=False)) in str(e.value)
+
+
+def test_two_workers_share_one_postgres_log(clf_package, penguins):
+    "`serve(workers=2)` with a PostgreSQL log: every request answered and logged exactly once."
+    rows = json.loads(penguins.drop(columns="species").head(60).to_json(orient="records"))
+    with ServiceProcess(clf_package, log_url=URL, workers=2, timeout=180) as svc:
+        answers = post_one_record_each(svc.url, rows, workers=30)
+    ids = [a["request_id"] for a in answers]
+    log = read_log(URL)
+    mine = log[log.request_id.isin(ids)]
+    assert all(a["logged"] for a in answers) and len(mine) == 60 and mine.request_id.nunique() == 60

@@ -172,3 +172,64 @@ def test_a_failing_log_neither_fails_the_request_nor_leaks_the_records(clf_packa
     assert r.status_code == 200 and r.json()["logged"] is False and r.json()["predictions"] == ["Gentoo"]
     assert "could not write request" in out and "no such table" in out  # the operator learns why
     assert "47.123456" not in out  # but the server's log does not copy the scored records
+
+
+def test_columnwise_checks_give_the_messages_of_record_by_record_checks(clf_package, penguins):
+    "A request is checked column by column; a bad one is explained record by record, with the same messages as before."
+    from mlkit.core import SchemaError
+    schema = load_package(clf_package).schema
+    good = json.loads(penguins.drop(columns="species").head(50).to_json(orient="records"))
+    import pandas as pd
+    pd.testing.assert_frame_equal(schema.from_columns(schema.check_columns(good)), schema.to_pandas(schema.explain_records(good)))
+    bad = [RECORD, {**RECORD, "body_mass_g": "heavy"}, {k: v for k, v in RECORD.items() if k != "sex"}, {**RECORD, "island": 3}]
+    assert schema.check_columns(bad) is None
+    with pytest.raises(SchemaError) as e: schema.validate_records(bad)
+    assert [(p["record"], p["field"], p["type"]) for p in e.value.problems] == [
+        (1, "body_mass_g", "float_type"), (2, "sex", "missing"), (3, "island", "string_type")]
+    assert "record 1, field 'body_mass_g' must be a number" in str(e.value) and "heavy" not in str(e.value)
+
+
+def test_serve_with_two_workers_logs_every_request_once(clf_package, penguins, tmp_path):
+    "`mlkit serve --workers 2` as a real process: 50 concurrent one-record requests, all answered by two processes, all logged once."
+    import subprocess, sys, time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+    from mlkit.serve import free_port
+    port, log, out = free_port(), tmp_path / "shared.sqlite", open(tmp_path / "serve.out", "w")
+    mlkit = Path(sys.executable).parent / "mlkit"
+    proc = subprocess.Popen([str(mlkit), "serve", str(clf_package), "--port", str(port), "--log", str(log), "--workers", "2"],
+                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while (tmp_path / "serve.out").read_text().count("Application startup complete") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.out").read_text()
+            time.sleep(0.2)
+        rows = json.loads(penguins.drop(columns="species").head(50).to_json(orient="records"))
+        def call(row):
+            with httpx.Client(base_url=url, timeout=120) as c:
+                r = c.post("/predict", json={"records": [row]})
+                return r.status_code, r.json()["request_id"], r.headers["x-worker-pid"]
+        pids = set()
+        for attempt in range(3):  # which worker accepts a connection is the kernel's choice: a few rounds show both
+            with ThreadPoolExecutor(50) as ex: answers = list(ex.map(call, rows))
+            assert [a[0] for a in answers] == [200] * 50
+            logged = read_log(log)
+            mine = logged[logged.request_id.isin([a[1] for a in answers])]
+            assert len(mine) == 50 and mine.request_id.nunique() == 50  # every request logged exactly once
+            pids |= {a[2] for a in answers}
+            if len(pids) == 2: break
+        assert len(pids) == 2, pids
+        assert len(logged) == 50 * (attempt + 1)
+    finally:
+        proc.terminate(); proc.wait(30); out.close()
+
+
+def test_serve_workers_must_be_a_positive_whole_number(clf_package):
+    from click.testing import CliRunner
+    from mlkit.cli import main
+    for bad in ("0", "two", "-1"):
+        r = CliRunner().invoke(main, ["serve", str(clf_package), "--workers", bad])
+        assert r.exit_code == 2 and "Invalid value for '--workers'" in r.output, r.output
+    r = CliRunner().invoke(main, ["serve", str(clf_package), "--workers", "2", "--log", "sqlite://"])
+    assert r.exit_code == 2 and "cannot be shared by 2 workers" in r.output, r.output
