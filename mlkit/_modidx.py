@@ -63,6 +63,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlkit.cluster.SchedulerAddress.describe': ('cluster.html#scheduleraddress.describe', 'mlkit/cluster.py'),
                                'mlkit.cluster.SchedulerAddress.hint': ('cluster.html#scheduleraddress.hint', 'mlkit/cluster.py'),
                                'mlkit.cluster.SchedulerAddress.ok': ('cluster.html#scheduleraddress.ok', 'mlkit/cluster.py'),
+                               'mlkit.cluster._no_answer': ('cluster.html#_no_answer', 'mlkit/cluster.py'),
                                'mlkit.cluster.check_scheduler': ('cluster.html#check_scheduler', 'mlkit/cluster.py'),
                                'mlkit.cluster.connect': ('cluster.html#connect', 'mlkit/cluster.py'),
                                'mlkit.cluster.on_a_cluster': ('cluster.html#on_a_cluster', 'mlkit/cluster.py'),

@@ -34,26 +34,30 @@ def check_scheduler(address:str, # a scheduler's address, `tcp://HOST:PORT`
                     timeout:float=10.0, # seconds to wait for an answer
                    ) -> str: # the address, when something listens there
     "Raise `ParameterError` when nothing answers at `address` within `timeout` seconds."
-    where = parse_address(address)
-    if where is None: SchedulerAddress().check("scheduler", address)
-    try: socket.create_connection(where, timeout=timeout).close()
-    except OSError as e:
-        why = "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else (e.strerror or str(e))
-        raise ParameterError(f"No Dask scheduler answers at {address!r} ({why}, waited up to {timeout:g}s). Check the "
-                             "host and port, start a scheduler there (`dask scheduler`, see the README), or leave "
-                             "'scheduler' empty to work on this machine.") from None
+    connect(address, timeout).close()
     return address
+
+def _no_answer(address:str, why:str, timeout:float) -> ParameterError:
+    return ParameterError(f"No Dask scheduler answers at {address!r} ({why}, waited up to {timeout:g}s). Check the host "
+                          "and port (the scheduler's, 8786 by default, not its dashboard's), start a scheduler there "
+                          "(`dask scheduler`, see the README), or leave 'scheduler' empty to work on this machine.")
 
 def connect(address:str, # a scheduler's address, `tcp://HOST:PORT`
             timeout:float=10.0, # seconds to wait for it
            ): # a `distributed.Client`
     "A Dask client of the scheduler at `address`, or a clear `ParameterError` within about `timeout` seconds."
-    check_scheduler(address, timeout)
+    import time
+    where = parse_address(address)
+    if where is None: SchedulerAddress().check("scheduler", address)
+    t0 = time.monotonic()
+    try: socket.create_connection(where, timeout=timeout).close()
+    except OSError as e:
+        raise _no_answer(address, "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else (e.strerror or str(e)), timeout) from None
     from distributed import Client
-    try: return Client(address, timeout=f"{timeout:g}s")
-    except (OSError, TimeoutError) as e:
-        raise ParameterError(f"Something listens at {address!r} but it is not a Dask scheduler that answers ({e}). "
-                             "Check the address (the scheduler's port, 8786 by default, not its dashboard's).") from None
+    left = max(1.0, timeout - (time.monotonic() - t0))
+    try: return Client(address, timeout=f"{left:.1f}s")
+    except Exception as e:  # a timeout, or garbage read as a Dask frame (a proxy that answers anything)
+        raise _no_answer(address, f"no Dask handshake: {type(e).__name__}: {e}" if str(e) else f"no Dask handshake: {type(e).__name__}", timeout) from None
 
 # %% ../notebooks/cluster.ipynb #854854bd
 _ACTIVE = contextvars.ContextVar("mlkit_cluster", default=None)

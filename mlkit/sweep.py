@@ -309,15 +309,14 @@ def run_sweep(grid, # the grid file (YAML): params, grid, variants
     for v in variants:
         if v not in todo: entries[v["id"]].update(status="succeeded", error=None, resume=None)
     dups = sum(v["duplicates"] for v in variants)
-    out.mkdir(parents=True, exist_ok=True); (out/".stop").unlink(missing_ok=True)
-    write_json(out/"sweep.json", record)
     echo(f"mlkit sweep: {len(variants)} variants" + (f" ({dups} duplicate{'s' if dups > 1 else ''} run once)" if dups else "")
          + (f", {len(variants) - len(todo)} already done" if len(todo) < len(variants) else "") + f" → {out}")
+    client, cluster, where = open_cluster(scheduler, workers) if todo else (None, None, None)  # unreachable: said before any work
+    out.mkdir(parents=True, exist_ok=True); (out/".stop").unlink(missing_ok=True)
+    write_json(out/"sweep.json", record)
     old_term = signal.signal(signal.SIGTERM, _sigterm) if _main_thread() else None
-    client = cluster = None
     try:
         if todo:
-            client, cluster, where = open_cluster(scheduler, workers)
             record["cluster"] = where
             echo(f"mlkit sweep: running {len(todo)} on {where}")
             _run_shared(client, out, variants, todo, record, echo)
