@@ -49,13 +49,20 @@ def main():
 @click.option("--to", "stop", metavar="STAGE", help="Stop after this stage.")
 @click.option("--no-cache", is_flag=True, help="Run every stage and keep nothing in the stage cache.")
 @click.option("--force", metavar="STAGE", help="Run this stage and every later one even when their results are cached.")
-def run(params_file, overrides, out, start, stop, no_cache, force):
+@click.option("--track", metavar="URI", help="Log the run to MLflow at URI (default: $MLFLOW_TRACKING_URI; needs the mlflow extra).")
+def run(params_file, overrides, out, start, stop, no_cache, force, track):
     "Run the workflow's templates with papermill into one run folder; stages whose inputs did not change come from the cache."
-    from mlkit.runner import run_chain, load_params_file, parse_value
+    from mlkit.runner import run_chain, load_params_file, parse_value, new_run_dir
+    from mlkit.tracking import tracking_uri
     params = load_params_file(params_file) if params_file else {}
     params.update({name: parse_value(value) for name, value in overrides})
-    rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True),
-                    cache=not no_cache, force=force)
+    uri, out = tracking_uri(track), out or new_run_dir()
+    try: rec = run_chain(params, out=out, start=start, stop=stop, echo=lambda s: click.echo(s, err=True),
+                         cache=not no_cache, force=force)
+    finally:
+        if uri and (Path(out)/"run.json").exists():  # every run that got going, however it ended
+            from mlkit.tracking import log_run, track_quietly
+            track_quietly(log_run, out, uri, echo=lambda s: click.echo(f"mlkit run: {s}", err=True))
     test = rec["metrics"].get("test", {})
     summary = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, (int, float)))
     cached = sum(st["status"] == "cached" for st in rec["stages"])
@@ -125,7 +132,8 @@ def report(run_dir):
 @click.option("--out", type=click.Path(file_okay=False), help="The sweep folder (default: runs/<GRID's name>). Run the same sweep again to run only what is missing.")
 @click.option("--scheduler", metavar="ADDRESS", help="An existing Dask cluster's scheduler, tcp://HOST:8786 (default: a local cluster on this machine).")
 @click.option("--workers", type=int, help="Worker processes of the local cluster (default: the number of cores).")
-def sweep(grid, out, scheduler, workers):
+@click.option("--track", metavar="URI", help="Log the sweep, its variants nested, to MLflow at URI (default: $MLFLOW_TRACKING_URI; needs the mlflow extra).")
+def sweep(grid, out, scheduler, workers, track):
     "Run every variant of GRID (params, a grid of values, explicit variants) on Dask, each an ordinary run folder."
     import signal
     from mlkit.sweep import run_sweep, sweep_table, SweepFailed
@@ -133,12 +141,17 @@ def sweep(grid, out, scheduler, workers):
     from mlkit.stages import shell_path
     out = out or str(Path("runs")/Path(grid).stem)
     again = f"mlkit sweep {shell_path(grid)} --out {shell_path(out)}" + (f" --scheduler {scheduler}" if scheduler else "")
+    from mlkit.tracking import tracking_uri
+    uri = tracking_uri(track)
     try: rec = run_sweep(grid, out=out, scheduler=scheduler, workers=workers, echo=lambda s: click.echo(s, err=True))
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         click.echo(f"mlkit sweep: stopped by {signal.Signals(signum).name}; every finished run is kept, and "
                    f"{Path(out)/'sweep.json'} says where each variant stands. Run the rest with: {again}", err=True)
         sys.exit(128 + signum)
+    if uri:
+        from mlkit.tracking import log_sweep, track_quietly
+        track_quietly(log_sweep, out, uri, echo=lambda s: click.echo(f"mlkit sweep: {s}", err=True), what="the sweep")
     t = sweep_table(out)
     if t is not None: click.echo(format_runs(t, "table"), nl=False)
     bad = [v for v in rec["variants"] if v["status"] != "succeeded"]

@@ -189,7 +189,9 @@ def run_variant(run_dir, # the variant's run folder
     if before is not None and run_state(before) in ("running", "unknown"):
         return {**out, "status": "failed", "error": f"another mlkit run is still writing into {run_dir} "
                 f"(pid {(before.get('process') or {}).get('pid')} on {(before.get('process') or {}).get('host')})"}
-    env = {**os.environ, "MLKIT_JOBS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if stop_file and Path(stop_file).exists(): return {**out, "status": "not run"}  # the sweep was stopped before this began
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # the sweep logs its variants, nested
+           "MLKIT_JOBS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     argv = [sys.executable, "-c", BOOT] + variant_command(run_dir, params, start if what == "resume" else None, stop)
     log = Path(log) if log else run_dir.with_name(run_dir.name + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -198,10 +200,11 @@ def run_variant(run_dir, # the variant's run folder
                 + (f"resuming from {start}" if what == "resume" else "starting") + f": {' '.join(argv[3:])}\n"); f.flush()
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        stopped = False
         try:
             while proc.poll() is None:
                 if stop_file and Path(stop_file).exists():
-                    proc.send_signal(signal.SIGINT)
+                    proc.send_signal(signal.SIGINT); stopped = True
                     try: proc.wait(60)
                     except subprocess.TimeoutExpired: proc.kill()
                     break
@@ -210,6 +213,7 @@ def run_variant(run_dir, # the variant's run folder
             if proc.poll() is None: proc.terminate(); proc.wait()
     rec = read_run(run_dir)
     out.update(seconds=round(time.perf_counter() - t0, 2), returncode=proc.returncode)
+    if stopped and (rec is None or rec == before): return {**out, "status": "not run"}  # stopped while it started up
     if rec is None or proc.returncode == 2:  # refused before any stage ran: the reason is in the log
         tail = [l for l in log.read_text(errors="replace").splitlines() if l.strip()][-3:]
         return {**out, "status": "failed", "error": " ".join(tail)}
