@@ -53,11 +53,15 @@ def connect(address:str, # a scheduler's address, `tcp://HOST:PORT`
     try: socket.create_connection(where, timeout=timeout).close()
     except OSError as e:
         raise _no_answer(address, "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else (e.strerror or str(e)), timeout) from None
+    from concurrent.futures import ThreadPoolExecutor, TimeoutError as Late
     from distributed import Client
     left = max(1.0, timeout - (time.monotonic() - t0))
-    try: return Client(address, timeout=f"{left:.1f}s")
+    pool = ThreadPoolExecutor(1)  # the handshake in a thread of its own: a deadline that holds even under a running event loop
+    try: return pool.submit(Client, address, timeout=f"{left:.1f}s").result(timeout=left + 2)
+    except Late: raise _no_answer(address, "no Dask handshake", timeout) from None
     except Exception as e:  # a timeout, or garbage read as a Dask frame (a proxy that answers anything)
         raise _no_answer(address, f"no Dask handshake: {type(e).__name__}: {e}" if str(e) else f"no Dask handshake: {type(e).__name__}", timeout) from None
+    finally: pool.shutdown(wait=False)
 
 # %% ../notebooks/cluster.ipynb #854854bd
 _ACTIVE = contextvars.ContextVar("mlkit_cluster", default=None)
