@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mlkit-installed
 
 EVENV  := .venv-evidently
+MVENV  := .venv-mlflow
 
-.PHONY: install run test docs crosscheck bench clean
+.PHONY: install run test docs crosscheck tracking bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +23,11 @@ run: $(STAMP)
 
 # The library notebooks' tests run as they build the documentation (tools/build_docs.py runs every cell the way
 # nbdev-test does and fails on a failing one), so the pages in _docs/ can never rot.
-test: $(STAMP) $(EVENV)/.installed
+test: $(STAMP) $(EVENV)/.installed $(MVENV)/.installed
 	$(BIN)/python tools/build_docs.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory crosscheck
+	$(MAKE) --no-print-directory tracking
 
 # Evidently is a test-only reference for our drift tests. It brings ~35 packages (uvloop among
 # them, which uvicorn would pick up), so it lives in its own environment layered on .venv
@@ -39,6 +41,18 @@ $(EVENV)/.installed: $(STAMP)
 crosscheck: $(EVENV)/.installed
 	$(EVENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_monitor.py -k evidently
 
+# MLflow (the `mlflow` extra) brings ~40 packages (Flask, gunicorn, alembic, the Databricks SDK, OpenTelemetry,
+# a pyarrow of its own; ~330 MB, ~75 s to install), so its test runs in a side environment layered on .venv,
+# as the Evidently cross-check does; the kit's own environment, and its users without the extra, never see it.
+$(MVENV)/.installed: $(STAMP)
+	test -x $(MVENV)/bin/python || $(PYTHON) -m venv $(MVENV)
+	$(MVENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/mlkit-venv.pth', 'w').write('import site; site.addsitedir(%r)\n' % sys.argv[1])" "$$($(BIN)/python -c 'import site; print(site.getsitepackages()[0])')"
+	$(MVENV)/bin/python -m pip install --quiet "mlflow>=3,<4"
+	touch $@
+
+tracking: $(MVENV)/.installed
+	$(MVENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_tracking.py
+
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py
 
@@ -48,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_predict.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_cache.py
+	$(BIN)/python bench/bench_sweep.py
 
 clean:
-	rm -rf runs build dist *.egg-info $(EVENV)
+	rm -rf runs build dist *.egg-info $(EVENV) $(MVENV)

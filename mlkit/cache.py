@@ -10,9 +10,9 @@ from pathlib import Path
 from .core import MlkitError
 
 # %% auto #0
-__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'DATA_READERS', 'CacheError', 'default_cache_dir', 'parse_size',
-           'file_sha256', 'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear', 'path_sha256',
-           'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key']
+__all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'DATA_READERS', 'UNKEYED', 'CacheError', 'default_cache_dir',
+           'parse_size', 'file_sha256', 'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear',
+           'path_sha256', 'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key']
 
 # %% ../notebooks/cache.ipynb #63421b96
 CACHE_ENV, SIZE_ENV = "MLKIT_CACHE", "MLKIT_CACHE_SIZE"
@@ -250,6 +250,8 @@ def _param_value(name, value):
         return {"file": str(value), "sha256": path_sha256(value)}
     return value
 
+UNKEYED = ("run_dir", "scheduler") # parameters that say where the work happens, not what it gives: never in a key
+
 def key_parts(stage:str, # the stage's name
               run_dir, # the run folder, as it is before the stage runs
               params:dict, # the stage's own parameters (those its template declares), run_dir excluded
@@ -261,7 +263,7 @@ def key_parts(stage:str, # the stage's name
     from mlkit.stages import template, reads, LAYOUT
     parts = {"stage": stage, "template": template_sha256(template(stage)),
              "library": library or library_sha256(), "versions": env or versions(),
-             "params": {n: _param_value(n, v) for n, v in sorted(params.items()) if n != "run_dir"},
+             "params": {n: _param_value(n, v) for n, v in sorted(params.items()) if n not in UNKEYED},
              "reads": {k: path_sha256(Path(run_dir)/LAYOUT[k].path) for k in reads(stage)}}
     if stage in DATA_READERS and data is not None:
         parts["data"] = {k: v for k, v in data.items() if k not in ("rows", "read_at", "reused")}

@@ -4,7 +4,7 @@
 
 # %% ../notebooks/models.ipynb #5501c444
 from __future__ import annotations
-import time
+import os, time
 from dataclasses import dataclass
 import numpy as np
 import pandas as pd
@@ -12,9 +12,9 @@ from .core import ParameterError, DataError
 from .constraints import validate_params, Names, Interval, OneOf, IsNone
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'COMPARE_ROWS', 'Candidate', 'candidate_names', 'make_pipeline',
-           'weighs_classes', 'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline', 'sample_rows', 'compare',
-           'choose']
+__all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'JOBS_ENV', 'COMPARE_ROWS', 'Candidate', 'candidate_names',
+           'make_pipeline', 'weighs_classes', 'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline',
+           'sample_rows', 'compare', 'choose']
 
 # %% ../notebooks/models.ipynb #b33a95fb
 @dataclass(frozen=True)
@@ -122,12 +122,16 @@ def candidate_pipeline(preprocessor, # the unfitted preprocessor from `03_featur
 
 # %% ../notebooks/models.ipynb #68cac476
 SMALL_ROWS = 10_000 # below this many rows, fit on one thread in one process
+JOBS_ENV = "MLKIT_JOBS" # the processes a run may use at most (`mlkit sweep` sets it to each worker's share)
 
 def jobs_for(n_rows:int, # rows in the data being fitted
              n_jobs:int|None=None, # processes asked for; None chooses by size
-            ) -> int: # the number of processes to use
-    "How many processes to fit `n_rows` rows with: 1 for small tables, 2 (the cores we plan for) otherwise."
-    return int(n_jobs) if n_jobs is not None else (1 if n_rows < SMALL_ROWS else 2)
+            ) -> int: # the number of processes to use (-1: every worker of the Dask cluster in use)
+    "How many processes to fit `n_rows` rows with: 1 for small tables, 2 (the cores we plan for, at most `$MLKIT_JOBS`) otherwise."
+    from mlkit.cluster import on_a_cluster
+    if n_jobs is not None: return int(n_jobs)
+    if on_a_cluster(): return -1  # inside `on_cluster`: joblib's Dask backend spreads the fits over the cluster
+    return 1 if n_rows < SMALL_ROWS else max(1, min(2, int(os.environ.get(JOBS_ENV) or 2)))
 
 # %% ../notebooks/models.ipynb #d552da81
 def threads_for(n_rows:int, # rows in the data being fitted

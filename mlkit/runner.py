@@ -181,7 +181,7 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
 
 # %% ../notebooks/runner.ipynb #79990a21
 DECLARING = ("mlkit.problem", "mlkit.data", "mlkit.profiling", "mlkit.features", "mlkit.split", "mlkit.models",
-             "mlkit.tune", "mlkit.evaluate", "mlkit.drift", "mlkit.monitor", "mlkit.serve")  # modules whose functions declare chain constraints
+             "mlkit.tune", "mlkit.evaluate", "mlkit.drift", "mlkit.monitor", "mlkit.serve", "mlkit.cluster")  # modules whose functions declare chain constraints
 
 def chain_constraints() -> dict:
     "Every chain parameter's declared constraints (`mlkit.constraints.CHAIN`), with the modules that declare them loaded."
@@ -198,6 +198,9 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
     from mlkit.sources import as_source, read_source, is_url
     chain_constraints()
     params.update(check_chain(params, {"columns": columns}))
+    if params.get("scheduler"):  # a cluster that does not answer is said now, within seconds, not in 05_select
+        from mlkit.cluster import check_scheduler
+        check_scheduler(params["scheduler"])
     source = params.get("monitor_data")
     if source and not is_url(source):  # a missing or unreadable file is refused now
         if Path(source).suffix.lower() in (".db", ".sqlite", ".sqlite3"):

@@ -38,13 +38,13 @@ def headline(rec:dict, folder=None) -> dict:
 
 # %% ../notebooks/runs.ipynb #7878bd7a
 def find_runs(root) -> list:
-    "The run folders in `root` (its subfolders with a run.json, or `root` itself), oldest first."
+    "The run folders in `root` (its subfolders with a run.json, hidden ones aside, or `root` itself), oldest first."
     root = Path(root)
     if not root.exists():
         raise ParameterError(f"There is no folder {str(root)!r}: give the folder your runs are in (mlkit run writes them to runs/).")
     if not root.is_dir(): raise ParameterError(f"{str(root)!r} is a file; give the folder your runs are in.")
     if read_run(root) is not None: return [root]
-    found = [p for p in root.iterdir() if p.is_dir() and read_run(p) is not None]
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and read_run(p) is not None]
     return sorted(found, key=lambda p: (read_run(p).get("started") or "", p.name))
 
 def _differing(recs:list) -> list:

@@ -21,7 +21,7 @@ SECTIONS = [
     ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
-    ("The chain", ["stages", "runfolder", "cache", "runner", "guard", "runs", "run_report", "cli"]),
+    ("The chain", ["stages", "runfolder", "cache", "runner", "guard", "runs", "run_report", "cluster", "sweep", "tracking", "cli"]),
 ]
 DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
 CDN_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', re.S)
