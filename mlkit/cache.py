@@ -12,7 +12,8 @@ from .core import MlkitError
 # %% auto #0
 __all__ = ['CACHE_ENV', 'SIZE_ENV', 'DEFAULT_SIZE', 'VERSIONED', 'DATA_READERS', 'UNKEYED', 'CacheError', 'default_cache_dir',
            'parse_size', 'file_sha256', 'StageCache', 'store', 'lookup', 'restore', 'drop', 'evict', 'info', 'clear',
-           'path_sha256', 'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key']
+           'path_sha256', 'library_sha256', 'template_sha256', 'versions', 'key_parts', 'stage_key', 'own_key', 'seen',
+           'see']
 
 # %% ../notebooks/cache.ipynb #63421b96
 CACHE_ENV, SIZE_ENV = "MLKIT_CACHE", "MLKIT_CACHE_SIZE"
@@ -199,7 +200,7 @@ def clear(self) -> int:
     "Empty the store; return the number of entries dropped."
     with self._lock():
         n = len(_entries(self))
-        for sub in ("entries", "objects"):
+        for sub in ("entries", "objects", "seen"):
             shutil.rmtree(self.root/sub, ignore_errors=True)
     return n
 
@@ -274,3 +275,19 @@ def key_parts(stage:str, # the stage's name
 def stage_key(parts:dict) -> str|None:
     "The key of a stage from its `key_parts`; None when something it depends on cannot be keyed."
     return None if parts.get("uncacheable") else _sha(parts)
+
+# %% ../notebooks/cache.ipynb #6fcc29e2
+def own_key(parts:dict) -> str:
+    "The part of a stage's key that does not depend on what it reads: stage, template, parameters, library, versions."
+    return _sha({k: parts[k] for k in ("stage", "template", "params", "library", "versions") if k in parts})
+
+def seen(self, own:str) -> bool:
+    "Whether a stage with this `own_key` was ever kept or placed from this store."
+    return (self.root/"seen"/own).exists()
+
+def see(self, own:str):
+    "Remember a stage's `own_key` (best effort: a store that cannot be written only loses the hint)."
+    try: (self.root/"seen").mkdir(parents=True, exist_ok=True); (self.root/"seen"/own).touch()
+    except OSError: pass
+
+StageCache.seen, StageCache.see = seen, see

@@ -488,7 +488,7 @@ def _run_stages(todo:list, # the stages to run, in order
                ):
     "Run each stage in a fresh kernel, or place its cached results when nothing it depends on changed."
     from concurrent.futures import ThreadPoolExecutor
-    from mlkit.cache import key_parts, stage_key, library_sha256, versions, CacheError
+    from mlkit.cache import key_parts, stage_key, own_key, library_sha256, versions, CacheError
     from mlkit.run_report import write_notebook_page
     specs = template_parameters()
     library, env = library_sha256(), versions()
@@ -497,14 +497,19 @@ def _run_stages(todo:list, # the stages to run, in order
         start = lambda: pool.submit(_start_kernel, KERNEL_NAME, run.path, spec.sockets())
         km, spare = None, None  # a kernel starts only for a stage that runs, the next one meanwhile
         stop = lambda km: _result(pool.submit(_stop_kernel, km))  # kernels start and stop in the pool's thread
+        mine = lambda stage: {n: params[n] for n in specs[stage] if n in params}
+        owns = {s: own_key(key_parts(s, run.path, mine(s), library=library, env=env)) for s in todo}
+        if cache is None or force or not all(cache.seen(o) for o in owns.values()):
+            spare = start()  # a stage will run: its kernel starts while the cached ones are placed
         try:
             for k, stage in enumerate(todo):
-                own = {n: params[n] for n in specs[stage] if n in params}
+                own = mine(stage)
                 parts = key_parts(stage, run.path, own, data=data, library=library, env=env)
                 key = stage_key(parts)
                 _forget(run, wrote.get(stage))
                 if cache is not None and key and stage not in force and _restored(stage, key, cache, run, record, echo):
                     record["stages"][-1]["key_parts"] = parts; write_json(run.file("run"), record)
+                    cache.see(owns[stage])
                     continue
                 km, spare = (spare or start()).result(), (start() if k < len(todo) - 1 else None)
                 before = _files(run.path)
@@ -515,8 +520,10 @@ def _run_stages(todo:list, # the stages to run, in order
                 entry["key_parts"] = parts  # what the key was made of: `mlkit diff` says why two keys differ
                 write_json(run.file("run"), record)
                 if cache is not None and key:
-                    try: cache.store(key, stage, run.path, entry["files"], run=str(run.path), seconds=entry["seconds"],
-                                     status=entry["status"], reason=entry.get("reason"))
+                    try:
+                        cache.store(key, stage, run.path, entry["files"], run=str(run.path), seconds=entry["seconds"],
+                                    status=entry["status"], reason=entry.get("reason"))
+                        cache.see(owns[stage])
                     except CacheError as e:  # the stage's results are in the folder; the run stops, saying how to go on
                         nxt = todo[k + 1] if k + 1 < len(todo) else None
                         record.update(status="failed", seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run),
