@@ -387,7 +387,8 @@ def _run_stage(stage:str, # the stage's name
     from papermill.exceptions import PapermillExecutionError
     from nbclient.exceptions import DeadKernelError
     names, nb_out = stage_names(), run.path/f"{stage}.ipynb"
-    entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name}
+    entry = {"name": stage, "status": "running", "seconds": None, "notebook": nb_out.name,
+             "at": round(time.perf_counter() - t_all, 2)}  # seconds into the run when it started
     record["stages"].append(entry); write_json(run.file("run"), record)
     t0, pos = time.perf_counter(), f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12}"
     execution = _in_thread(pm.execute_notebook, str(template(stage)), str(nb_out), parameters=params,
