@@ -38,6 +38,11 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="mlkit")
 def main():
     "Notebook templates for the whole machine-learning workflow."
+    # jsonschema (which nbformat, papermill's and nbconvert's base, imports) compiles a Lark grammar when it loads,
+    # for an optional "iri" format check, if rfc3987-syntax is installed (jupyterlab's jupyter-events brings it):
+    # 1.5–2.5 s of every command that runs or renders a notebook, for a check nbformat's schemas never ask for.
+    # The command's own process goes without it; kernels and the user's sessions are not touched.
+    sys.modules.setdefault("rfc3987_syntax", None)
 
 # %% ../notebooks/cli.ipynb #fa4c386e
 @main.command()
