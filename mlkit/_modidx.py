@@ -376,6 +376,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.runner._Kernelspec.sockets': ('runner.html#_kernelspec.sockets', 'mlkit/runner.py'),
                               'mlkit.runner._cell_summary': ('runner.html#_cell_summary', 'mlkit/runner.py'),
                               'mlkit.runner._check_key': ('runner.html#_check_key', 'mlkit/runner.py'),
+                              'mlkit.runner._check_problem': ('runner.html#_check_problem', 'mlkit/runner.py'),
                               'mlkit.runner._check_type': ('runner.html#_check_type', 'mlkit/runner.py'),
                               'mlkit.runner._command_line': ('runner.html#_command_line', 'mlkit/runner.py'),
                               'mlkit.runner._defaults': ('runner.html#_defaults', 'mlkit/runner.py'),

@@ -12,9 +12,10 @@ from .runfolder import RunFolder, write_json
 from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages, run_command, resume_command, shell_path
 
 # %% auto #0
-__all__ = ['PATH_PARAMETERS', 'DECLARING', 'KERNEL_NAME', 'PRELOAD', 'template_parameters', 'chain_parameters', 'parse_value',
-           'resolve_paths', 'load_params_file', 'check_params', 'data_source', 'check_problem', 'chain_constraints',
-           'check_settings', 'checked_problem', 'StageFailed', 'new_run_dir', 'run_chain']
+__all__ = ['PATH_PARAMETERS', 'DECLARING', 'CHECKED_WITH_DATA', 'KERNEL_NAME', 'PRELOAD', 'template_parameters',
+           'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file', 'check_params', 'data_source',
+           'check_problem', 'chain_constraints', 'check_settings', 'checked_problem', 'StageFailed', 'new_run_dir',
+           'run_chain']
 
 # %% ../notebooks/runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
@@ -144,6 +145,10 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
                   kept=None, # the run folder's `data/raw`, where rows read from a database may already be
                  ) -> dict: # what was read: the source (no password), `sha256`, `rows`, and `frame` for a database
     "Check the problem parameters against the data before any kernel starts."
+    return _check_problem(params, kept)[0]
+
+def _check_problem(params:dict, kept=None) -> tuple:
+    "`check_problem`'s work: (what was read, the data's column names)."
     from mlkit.sources import read_source, fingerprint, SNAPSHOT, SNAPSHOT_INFO, Source
     from mlkit.problem import check_target, check_metric, Problem
     source = data_source(params)
@@ -177,7 +182,7 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
         make_splits(y, problem, test_size=params["test_size"], validation_size=params.get("validation_size", 0.2),
                     group_column=params.get("group_column") or None, time_column=params.get("time_column") or None,
                     rare_classes=params.get("rare_classes", "refuse"), cv_folds=params.get("cv_folds"))
-    return {**fingerprint(source, frame), "rows": len(y), **({"frame": frame} if frame is not None else {})}
+    return {**fingerprint(source, frame), "rows": len(y), **({"frame": frame} if frame is not None else {})}, cols
 
 # %% ../notebooks/runner.ipynb #79990a21
 DECLARING = ("mlkit.problem", "mlkit.data", "mlkit.profiling", "mlkit.features", "mlkit.split", "mlkit.models",
@@ -208,32 +213,34 @@ def check_settings(params:dict, # every chain parameter, defaults filled in
         else: read_source(as_source(source), nrows=5)
 
 # %% ../notebooks/runner.ipynb #f3656395
+CHECKED_WITH_DATA = ("data", "sheet", "query", "table", "csv_options", "target", "task", "metric", "success_threshold",
+                     "seed", "test_size", "validation_size", "group_column", "time_column", "rare_classes", "cv_folds")
+# the parameters `check_problem` checks against the data's rows (the rest are checked against its columns)
+
 def _check_key(params:dict) -> str|None:
-    "What the checks' verdict depends on: the parameters, the data file's and monitoring file's content, library and versions."
+    "What the data checks' verdict depends on: the problem's parameters, the data file's content, library and versions."
     from mlkit.cache import file_sha256, library_sha256, versions, _sha
-    files = {}
-    for n in ("data", "monitor_data"):
-        v = str(params.get(n) or "")
-        if "://" in v: return None  # a database or a live log: read and checked every time
-        files[n] = file_sha256(v) if v and Path(v).is_file() else None
-    return _sha({"params": params, "files": files, "library": library_sha256(), "versions": versions()})
+    v = str(params.get("data") or "")
+    if "://" in v: return None  # a database: read and checked every time
+    return _sha({"params": {n: params.get(n) for n in CHECKED_WITH_DATA}, "file": file_sha256(v) if v and Path(v).is_file() else None,
+                 "library": library_sha256(), "versions": versions()})
 
 def checked_problem(params:dict, # every chain parameter, defaults filled in (updated as `check_problem` does)
                     kept=None, # the run folder's `data/raw`
                     cache=None, # a `StageCache` to remember passed checks in; None checks every time
                    ) -> dict: # as `check_problem`
-    "`check_problem`, skipped when the same parameters already passed on the same data with the same library."
+    "`check_problem`; when the problem's parameters already passed on the same data, only the settings are checked."
     key = _check_key(params) if cache is not None else None
     memo = cache.root/"checks"/f"{key}.json" if key else None
     if memo is not None and memo.exists():
-        try:
-            seen = json.loads(memo.read_text())
-            params.update(seen["params"])
-            return seen["data"]
+        try: seen = json.loads(memo.read_text()); data, cols = seen["data"], seen["columns"]
         except (ValueError, KeyError, OSError): pass  # unreadable: check again
-    data = check_problem(params, kept=kept)
+        else:
+            check_settings(params, cols)  # the other settings, against the columns the data has
+            return data
+    data, cols = _check_problem(params, kept=kept)
     if memo is not None and "frame" not in data:
-        try: memo.parent.mkdir(parents=True, exist_ok=True); write_json(memo, {"params": params, "data": data})
+        try: memo.parent.mkdir(parents=True, exist_ok=True); write_json(memo, {"data": data, "columns": cols})
         except OSError: pass  # a store we cannot write to only costs the check next time
     return data
 
