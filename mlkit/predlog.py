@@ -91,6 +91,25 @@ def _unreachable(url, e) -> DataError:
                      "Check that the database is running and reachable and that the URL's user may write to it.")
 
 # %% ../notebooks/predlog.ipynb #2095af3e
+try: import fcntl
+except ImportError: fcntl = None  # not on Windows: SQLite's busy timeout alone
+
+class _Turn:
+    "One writer at a time: a thread lock in this process and, for a SQLite file, an `flock` on `<file>.lock` across processes."
+    def __init__(self, path=None): # the SQLite file, or None (in-memory, or another database)
+        self._lock, self._fd = threading.Lock(), None
+        if path is not None and fcntl is not None:
+            try: self._fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError: pass  # a folder we cannot write in: SQLite's busy timeout still serialises the writers
+    def __enter__(self):
+        self._lock.acquire()
+        if self._fd is not None: fcntl.flock(self._fd, fcntl.LOCK_EX)
+    def __exit__(self, *exc):
+        if self._fd is not None: fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+    def close(self):
+        if self._fd is not None: os.close(self._fd); self._fd = None
+
 class PredictionLog:
     "Appends scored records to the `predictions` table of a database (created when missing)."
     def __init__(self, url:str): # a database URL or a file path (SQLite)
@@ -106,7 +125,8 @@ class PredictionLog:
             try: exists = inspect(self.engine).has_table(TABLE)
             except SQLAlchemyError: exists = False
             if not exists: raise _unreachable(self.url, e) from None
-        self._lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        u = self.engine.url
+        self._lock = None if u.get_backend_name() != "sqlite" else _Turn(u.database if u.database and u.database != ":memory:" else None)
 
     def __repr__(self): return f"PredictionLog({self.engine.url.render_as_string(hide_password=True)!r})"
 
@@ -144,7 +164,9 @@ class PredictionLog:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(self.table.c.n_records), 0))).scalar_one())
 
-    def close(self): self.engine.dispose()
+    def close(self):
+        self.engine.dispose()
+        if self._lock is not None: self._lock.close()
 
 def _json_default(o):
     "numpy scalars and arrays as plain JSON values (no walk over every value: json calls this only for what it cannot write); anything else as text."

@@ -9,7 +9,7 @@ __all__ = ['logger', 'MAX_RECORDS', 'MODEL_ENV', 'LOG_ENV', 'create_app', 'app_f
 # %% ../notebooks/serve.ipynb #e4ffb814
 # No `from __future__ import annotations` here: FastAPI reads the request model from the
 # endpoint's annotations at run time, and that model is built per package inside `create_app`.
-import atexit, json, logging, os, re, socket, subprocess, sys, tempfile, time, uuid, weakref
+import atexit, json, logging, os, re, socket, subprocess, sys, tempfile, threading, time, uuid, weakref
 import numpy as np
 from pathlib import Path
 from .core import ModelPackageError, ParameterError, ServiceError
@@ -168,6 +168,64 @@ def create_app(model_dir, # the model package folder
     return app
 
 # %% ../notebooks/serve.ipynb #4f7767ef
+def _port_socket(host:str, # the address
+                 port:int, # the port, shared by every worker
+                 listen:bool=True, # False: only hold the port
+                ) -> socket.socket:
+    "A TCP socket bound to (host, port) with `SO_REUSEPORT`: each worker listens on its own and the kernel spreads connections over them."
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((host, port))
+    if listen: s.listen(2048)
+    return s
+
+def _worker(host:str, port:int, access_log:bool):
+    "One worker of `serve(workers=N)`: uvicorn serving `app_from_env` on a socket of its own; it stops when its supervisor dies."
+    import ctypes, signal, uvicorn
+    try: ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed supervisor takes its workers with it
+    except (OSError, AttributeError): pass
+    config = uvicorn.Config("mlkit.serve:app_from_env", factory=True, log_level="info", access_log=access_log)
+    uvicorn.Server(config).run(sockets=[_port_socket(host, port)])
+
+def _hold_port(host:str, port:int) -> socket.socket:
+    "Take (host, port) for the workers, or raise `ServiceError` if something else has it."
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))  # without SO_REUSEPORT: a port in use (by another service too) is refused here
+        return _port_socket(host, port, listen=False)  # the port is ours from now on
+    except OSError as e:
+        raise ServiceError(f"Cannot listen on {host}:{port}: {e.strerror or e}. Stop what uses the port, or choose another "
+                           "(--port).") from None
+
+def _supervise(workers:int, host:str, port:int, access_log:bool, hold:socket.socket):
+    "Run `workers` worker processes on (host, port) until SIGINT or SIGTERM; start a worker again if it dies."
+    import multiprocessing as mp, signal
+    ctx, stop = mp.get_context("spawn"), threading.Event()
+    def start():
+        p = ctx.Process(target=_worker, args=(host, port, access_log), name="mlkit-serve-worker")
+        p.start(); p.started = time.monotonic()
+        return p
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs = [start() for _ in range(workers)]
+    try:
+        while not stop.wait(0.5):
+            for i, p in enumerate(procs):
+                if p.is_alive(): continue
+                if time.monotonic() - p.started < 10:  # it could not start: starting it again would only loop
+                    raise ServiceError(f"A service worker (pid {p.pid}) stopped with exit code {p.exitcode} while starting; "
+                                       "its output above says why.")
+                print(f"Service worker {p.pid} stopped (exit code {p.exitcode}); starting another.", flush=True)
+                procs[i] = start()
+    finally:
+        for p in procs:
+            if p.is_alive(): p.terminate()  # SIGTERM: uvicorn answers the requests in flight, then stops
+        for p in procs:
+            p.join(30)
+            if p.is_alive(): p.kill(); p.join(5)
+        for sig, h in old.items(): signal.signal(sig, h)
+        hold.close()
+
 def app_from_env():
     "The app for one worker of `serve(workers=N)`: the package and log named by `MLKIT_SERVE_MODEL` and `MLKIT_SERVE_LOG`."
     if not os.environ.get(MODEL_ENV):
@@ -198,9 +256,11 @@ def serve(model_dir, # the model package folder
         plog = PredictionLog(url)  # created (and switched to WAL) before the workers open it
         plog.close()
         os.environ[MODEL_ENV], os.environ[LOG_ENV] = str(Path(model_dir).absolute()), url
+    hold = _hold_port(host, port) if workers > 1 and hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux") else None
     print(f"Serving model {pkg.version} from {Path(model_dir).absolute()} at http://{host}:{port} "
           f"(docs at /docs) with {workers} worker process{'es' if workers > 1 else ''}; prediction log: {plog}", flush=True)
     if workers == 1: uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+    elif hold is not None: _supervise(workers, host, port, access_log, hold)
     else: uvicorn.run("mlkit.serve:app_from_env", factory=True, workers=workers, host=host, port=port,
                       log_level="info", access_log=access_log)
 

@@ -221,8 +221,22 @@ def test_serve_with_two_workers_logs_every_request_once(clf_package, penguins, t
             if len(pids) == 2: break
         assert len(pids) == 2, pids
         assert len(logged) == 50 * (attempt + 1)
+        # a second service on the same port is refused (each worker has a socket of its own on the port: without this
+        # check a second `mlkit serve` would silently share the connections)
+        r = subprocess.run([str(mlkit), "serve", str(clf_package), "--port", str(port), "--log", str(tmp_path / "other.sqlite"),
+                            "--workers", "2"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and f"Cannot listen on 127.0.0.1:{port}: Address already in use" in r.stderr, r.stderr
+        # the supervisor killed outright takes its workers with it
+        import psutil
+        workers = [int(p) for p in pids]
+        proc.kill(); proc.wait(30)
+        deadline = time.monotonic() + 30
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their supervisor"
+            time.sleep(0.2)
     finally:
-        proc.terminate(); proc.wait(30); out.close()
+        if proc.poll() is None: proc.terminate(); proc.wait(30)
+        out.close()
 
 
 def test_serve_workers_must_be_a_positive_whole_number(clf_package):
