@@ -554,6 +554,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'mlkit.sweep._varying': ('sweep.html#_varying', 'mlkit/sweep.py'),
                              'mlkit.sweep._where': ('sweep.html#_where', 'mlkit/sweep.py'),
                              'mlkit.sweep._write_table': ('sweep.html#_write_table', 'mlkit/sweep.py'),
+                             'mlkit.sweep.cache_friendly_order': ('sweep.html#cache_friendly_order', 'mlkit/sweep.py'),
                              'mlkit.sweep.check_variants': ('sweep.html#check_variants', 'mlkit/sweep.py'),
                              'mlkit.sweep.expand': ('sweep.html#expand', 'mlkit/sweep.py'),
                              'mlkit.sweep.open_cluster': ('sweep.html#open_cluster', 'mlkit/sweep.py'),

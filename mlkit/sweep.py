@@ -10,7 +10,8 @@ from .core import MlkitError, ParameterError, StageError, write_json
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'NOT_IN_SWEEP', 'BOOT', 'read_grid', 'expand', 'variant_id', 'check_variants', 'shared_stages',
-           'variant_command', 'run_variant', 'open_cluster', 'SweepFailed', 'run_sweep', 'sweep_table']
+           'cache_friendly_order', 'variant_command', 'run_variant', 'open_cluster', 'SweepFailed', 'run_sweep',
+           'sweep_table']
 
 # %% ../notebooks/sweep.ipynb #2dcac827
 GRID_KEYS = ("params", "grid", "variants") # what a grid file may hold
@@ -109,6 +110,22 @@ def shared_stages(variants:list, # from `check_variants`
         if varying & set(names): break
         out.append(stage)
     return out
+
+# %% ../notebooks/sweep.ipynb #d7e6fb76
+def cache_friendly_order(variants:list, # from `check_variants`
+                        ) -> list: # the same variants, the first of each group first
+    "Order variants so that those sharing stages beyond the common ones run one after the other, not at once."
+    from mlkit.runner import template_parameters
+    specs = template_parameters()
+    params = [{k: v for k, v in x["params"].items() if k != "run_dir"} for x in variants]
+    varying = set(_varying(params))
+    reached = [s for s, names in specs.items() if varying & set(names)]  # stages, in order, that some varying parameter reaches
+    if len(reached) < 2: return list(variants)
+    before = [n for s, names in specs.items() if s < reached[-1] for n in names if n in varying]
+    groups = {}
+    for v, p in zip(variants, params):
+        groups.setdefault(json.dumps([p.get(n) for n in before], sort_keys=True, default=str), []).append(v)
+    return [g[i] for i in range(max(map(len, groups.values()))) for g in groups.values() if i < len(g)]
 
 # %% ../notebooks/sweep.ipynb #d07fa8fb
 BOOT = "import sys; sys.argv[0] = 'mlkit'; from mlkit.cli import main; main()"  # `mlkit` with this worker's Python
@@ -324,7 +341,7 @@ def run_sweep(grid, # the grid file (YAML): params, grid, variants
             record["cluster"] = where
             echo(f"mlkit sweep: running {len(todo)} on {where}")
             _run_shared(client, out, variants, todo, record, echo)
-            _run_variants(client, out, todo, entries, record, echo)
+            _run_variants(client, out, cache_friendly_order(todo), entries, record, echo)
         record["status"] = "succeeded" if all(e["status"] == "succeeded" for e in record["variants"]) else "failed"
     except KeyboardInterrupt as e:
         record["status"] = "interrupted"
