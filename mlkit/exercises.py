@@ -253,10 +253,12 @@ def execute(nb, # a notebook
            ):
     "Execute `nb` (in place) in this Python, as JupyterLab would from `folder`; return it."
     from nbclient import NotebookClient
-    from mlkit.runner import _Kernelspec, KERNEL_NAME
-    with _Kernelspec():  # the kit's own interpreter, whatever kernelspecs are installed
-        NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=allow_errors,
-                       resources={"metadata": {"path": str(folder)}}).execute()
+    from mlkit.runner import _Kernelspec, KERNEL_NAME, _start_kernel, _stop_kernel
+    with _Kernelspec() as spec:  # the kit's own interpreter, whatever kernelspecs are installed, as `mlkit run` starts it
+        km = _start_kernel(KERNEL_NAME, folder, spec.sockets())
+        try: NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME, allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(folder)}}).execute()
+        finally: _stop_kernel(km)
     return nb
 
 def check_notebook(path, # a learner's notebook
