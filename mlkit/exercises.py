@@ -270,7 +270,8 @@ def check_notebook(path, # a learner's notebook
     if not path.is_file(): raise ParameterError(f"No notebook at {str(path)!r}. Give the path of a workshop notebook (.ipynb).")
     try: nb = nbformat.read(path, as_version=4)
     except Exception as e: raise ParameterError(f"{str(path)!r} is not a notebook ({type(e).__name__}: {e}).") from None
-    stage = path.stem
+    marked = next((c.metadata["mlkit"]["exercise"] for c in nb.cells if "exercise" in c.metadata.get("mlkit", {})), None)
+    stage = marked.rsplit("-ex", 1)[0] if marked else path.stem  # a learner's renamed copy keeps its exercises' ids
     if not exercises(nb, stage):
         raise ParameterError(f"{str(path)!r} has no exercises: no check cell ('{CHECK}', or marked by `mlkit workshop`). "
                              "Check a notebook from a workshop's student/ folder or a template.")

@@ -32,11 +32,13 @@ def read(stage):
 
 
 @pytest.fixture(scope="module")
-def workshop(tmp_path_factory):
-    "A workshop on the fast chain's settings, starting at 05_select: (folder, what write_workshop returned)."
+def workshop(cold, store, tmp_path_factory):
+    """A workshop on the fast chain's settings, starting at 05_select: (folder, what write_workshop returned).
+
+    Its reference run comes from the session's stage cache, where the fast chain (`cold`) ran the same solutions."""
     from mlkit.workshop import write_workshop
     d = tmp_path_factory.mktemp("workshop") / "class"
-    return d, write_workshop(d, dict(FAST), start="05_select", echo=lambda s: None)
+    return d, write_workshop(d, dict(FAST), start="05_select", cache=store, echo=lambda s: None)
 
 
 # --- the exercises and the learners' copies, every template (no kernel) ---
