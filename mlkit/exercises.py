@@ -221,7 +221,6 @@ def read_results(nb, # an executed notebook (errors allowed)
     "Each exercise's status in an executed notebook: 'passed', 'failed', 'not attempted' or 'skipped'."
     results, skipped = [], None
     exs = exercises(nb, stage)
-    firsts = {min((*e.solutions, e.check)): e for e in exs}
     for i, c in enumerate(nb["cells"]):
         err = _error(c)
         if err and err.get("ename") == "StageSkipped" and skipped is None: skipped = (i, err.get("evalue", ""))
