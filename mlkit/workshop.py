@@ -102,12 +102,13 @@ def allowance(words:int, # words of markdown in the stage
 
 def guide(record:dict|None, # the reference run's record (`run.json`), for the timings; None: not measured
           spec:dict, # from `workshop_spec`
+          shown:dict|None=None, # the parameters as the copies show them (default: the spec's)
          ) -> str: # GUIDE.md's text
     "The workshop's guide, in Markdown."
     import nbformat
     from mlkit.stages import stage_names, template
     ran = {s["name"]: s for s in (record or {}).get("stages", [])}
-    p = spec["params"]
+    p = {k: v for k, v in (spec["params"] if shown is None else shown).items() if k != "run_dir"}
     problem = ", ".join(f"{k}: {v}" for k, v in p.items()) or "the default problem (Palmer penguins, predict species)"
     lines = [f"# Workshop guide", "",
              f"Made by mlkit on {dt.date.today().isoformat()} for {problem}. The class starts at **{spec['start']}**.", "",
@@ -173,6 +174,7 @@ def write_workshop(dest, # the workshop folder (new, empty, or holding this same
     if i > 0 and not ((dest/"run"/"run.json").exists() and json.loads((dest/"run"/"run.json").read_text()).get("status") == "succeeded"):
         echo(f"mlkit workshop: preparing {dest/'run'} with {names[0]} to {names[i - 1]}")
         run_chain(runs, out=dest/"run", stop=names[i - 1], cache=cache, echo=echo)
-    (dest/"GUIDE.md").write_text(guide(record, spec), encoding="utf-8")
+    shown = {**defaults, **({"data": str(Path("data")/Path(defaults["data"]).name)} if defaults.get("data", "").startswith("../data/") else {})}
+    (dest/"GUIDE.md").write_text(guide(record, spec, shown), encoding="utf-8")
     write_json(dest/SPEC, {**spec, "mlkit": __import__("mlkit").__version__, "status": "ready"})
     return {**spec, "folder": str(dest), "reference": record}
