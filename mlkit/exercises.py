@@ -4,7 +4,7 @@
 
 # %% ../notebooks/exercises.ipynb #af53aead
 from __future__ import annotations
-import copy, json, math, re, shutil
+import copy, re
 from pathlib import Path
 from typing import NamedTuple
 from .core import ParameterError
