@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_cache.py
 	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/bench_exercises.py
 
 clean:
 	rm -rf runs build dist *.egg-info $(EVENV) $(MVENV) $(GVENV)
