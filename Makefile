@@ -74,7 +74,7 @@ grading: $(GVENV)/.installed
 lab: $(STAMP)
 	test -e "$(LAB)" || test "$(LAB)" != workshop/student || $(BIN)/mlkit workshop workshop $(ARGS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlkit)" >/dev/null
-	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" $(BIN)/jupyter lab "$(LAB)"
+	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) "$(LAB)"
 
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py
