@@ -7,8 +7,10 @@ STAMP  := $(VENV)/.mlkit-installed
 
 EVENV  := .venv-evidently
 MVENV  := .venv-mlflow
+GVENV  := .venv-nbgrader
+LAB    ?= workshop/student
 
-.PHONY: install run test docs crosscheck tracking bench clean
+.PHONY: install run test docs crosscheck tracking grading lab bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +25,12 @@ run: $(STAMP)
 
 # The library notebooks' tests run as they build the documentation (tools/build_docs.py runs every cell the way
 # nbdev-test does and fails on a failing one), so the pages in _docs/ can never rot.
-test: $(STAMP) $(EVENV)/.installed $(MVENV)/.installed
+test: $(STAMP) $(EVENV)/.installed $(MVENV)/.installed $(GVENV)/.installed
 	$(BIN)/python tools/build_docs.py
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory crosscheck
 	$(MAKE) --no-print-directory tracking
+	$(MAKE) --no-print-directory grading
 
 # Evidently is a test-only reference for our drift tests. It brings ~35 packages (uvloop among
 # them, which uvicorn would pick up), so it lives in its own environment layered on .venv
@@ -53,6 +56,26 @@ $(MVENV)/.installed: $(STAMP)
 tracking: $(MVENV)/.installed
 	$(MVENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_tracking.py
 
+# nbgrader (~20 packages: its gradebook's SQLAlchemy/alembic, nbconvert's extras) is a test-only reference for the
+# workshop's copies: its own metadata validator and `nbgrader generate_assignment` read them. Like Evidently, it lives
+# in a side environment layered on .venv.
+$(GVENV)/.installed: $(STAMP)
+	test -x $(GVENV)/bin/python || $(PYTHON) -m venv $(GVENV)
+	$(GVENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/mlkit-venv.pth', 'w').write('import site; site.addsitedir(%r)\n' % sys.argv[1])" "$$($(BIN)/python -c 'import site; print(site.getsitepackages()[0])')"
+	$(GVENV)/bin/python -m pip install --quiet "nbgrader>=0.9,<0.10"
+	touch $@
+
+grading: $(GVENV)/.installed
+	$(GVENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_workshop.py -k nbgrader_validates
+
+# JupyterLab on a folder of notebooks, with the kit's kernel (this .venv's Python, whatever kernels are installed
+# elsewhere). `make lab` opens workshop/student, writing that workshop first (`mlkit workshop workshop`) if it is not
+# there; `make lab LAB=templates` or `LAB=path/to/a/workshop/student` opens another folder.
+lab: $(STAMP)
+	test -e "$(LAB)" || test "$(LAB)" != workshop/student || $(BIN)/mlkit workshop workshop $(ARGS)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlkit)" >/dev/null
+	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) "$(LAB)"
+
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py
 
@@ -63,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_cache.py
 	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/bench_exercises.py
 
 clean:
-	rm -rf runs build dist *.egg-info $(EVENV) $(MVENV)
+	rm -rf runs build dist *.egg-info $(EVENV) $(MVENV) $(GVENV)

@@ -218,7 +218,9 @@ def compare(X:pd.DataFrame, # training features
                         f"{n_train:,} training rows: {left_out[0]['left_out']}. Add one that scales, e.g. "
                         "candidates='linear,tree,boosting'.")
     board = pd.DataFrame(rows).sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True])
-    board = pd.concat([board, pd.DataFrame(left_out, columns=board.columns)], ignore_index=True)
+    if left_out:  # (concatenating an empty frame warns in pandas 2.1+, and a warning is a red box in 05_select)
+        board = pd.concat([board, pd.DataFrame(left_out, columns=board.columns)], ignore_index=True)
+    board = board.reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     board.attrs["metric"] = problem.metric
     board.attrs["rows_note"] = f"Candidates compared on {note}" + (

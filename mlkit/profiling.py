@@ -28,6 +28,19 @@ def profile_plan(n_rows:int, # rows in the frame
     return dict(rows=rows, sampled=sampled, minimal=minimal, note="; ".join(parts))
 
 # %% ../notebooks/profiling.ipynb #cae5b679
+from contextlib import contextmanager
+
+@contextmanager
+def _quiet_bars():
+    "Inside the block, ydata-profiling's per-column progress bar (which ignores `progress_bar=False`) is disabled."
+    from functools import partial
+    from ydata_profiling.model.pandas import summary_pandas as sp
+    bar = getattr(sp, "tqdm", None)
+    if bar is None: yield; return  # a ydata-profiling without that bar
+    sp.tqdm = partial(bar, disable=True)
+    try: yield
+    finally: sp.tqdm = bar
+
 def profile_report(df, # the frame to profile
                    path, # the HTML file to write
                    title:str="Data profile", # the report's title (the plan's note is added)
@@ -48,5 +61,5 @@ def profile_report(df, # the frame to profile
         report = ProfileReport(data, title=f"{title} ({plan['note']})", minimal=plan["minimal"],
                                progress_bar=False, samples={"head": 5, "tail": 0, "random": 0}, **lean)
         path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        report.to_file(path, silent=True)
+        with _quiet_bars(): report.to_file(path, silent=True)
     return {**plan, "path": str(path), "seconds": round(time.perf_counter() - start, 2)}

@@ -204,3 +204,21 @@ def test_templates_run_one_by_one_as_in_jupyterlab(tmp_path):
     assert test["passed"] and test["metrics"]["accuracy"] > 0.9
     assert json.loads((run / "deploy.json").read_text())["deployed"] is True
     assert (run / "monitoring" / "monitor.json").exists()
+
+
+def test_every_check_passes_and_nothing_on_the_page_looks_like_an_error(classification_run):
+    """The default run executes every exercise's solution and check without error, and no cell of any stage shows a
+    stderr stream (a red box in JupyterLab: a progress bar or a warning) or an error."""
+    from mlkit.exercises import exercises
+    _, out = classification_run
+    rec = json.loads((out / "run.json").read_text())
+    for s in rec["stages"]:
+        nb = nbformat.read(out / s["notebook"], as_version=4)
+        exs = exercises(nb, s["name"])
+        assert exs, s["name"]
+        for e in exs:
+            check = nb.cells[e.check]
+            assert check.execution_count is not None and not check.outputs, f"{e.grade_id}: {check.outputs}"
+        red = [(i, o.get("name") or o.get("ename")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+               for o in c.outputs if o.get("name") == "stderr" or o["output_type"] == "error"]
+        assert red == [], f"{s['name']}: {red}"

@@ -83,3 +83,18 @@ def test_library_is_in_sync_with_its_notebooks(tmp_path):
         assert filecmp.cmp(f, tmp_path / "mlkit" / f.name, shallow=False), f"mlkit/{f.name} differs from its notebook"
     made = {p.name for p in (tmp_path / "mlkit").glob("*.py")}
     assert made == {p.name for p in (ROOT / "mlkit").glob("*.py")}
+
+
+def test_nbdev_clean_keeps_the_exercises(tmp_path):
+    """Cleaning the templates as before a commit (`nbdev-clean`) leaves every exercise's markers and check cells intact."""
+    from mlkit.exercises import exercises, solution_lines
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    subprocess.run([str(Path(sys.executable).with_name("nbdev-clean")), "--fname", "templates"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    for p in TEMPLATES:
+        before, after = nbformat.read(p, as_version=4), nbformat.read(tmp_path / "templates" / p.name, as_version=4)
+        assert exercises(before, p.stem), f"{p.stem} has no exercise"
+        assert exercises(after, p.stem) == exercises(before, p.stem), p.stem
+        assert solution_lines(after, p.stem) == solution_lines(before, p.stem), p.stem
+        assert [c.source for c in after.cells] == [c.source for c in before.cells], p.stem

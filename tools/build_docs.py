@@ -22,6 +22,7 @@ SECTIONS = [
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
     ("The chain", ["stages", "runfolder", "cache", "runner", "guard", "runs", "run_report", "cluster", "sweep", "tracking", "cli"]),
+    ("Teaching", ["exercises", "workshop"]),
 ]
 DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
 CDN_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', re.S)
