@@ -157,7 +157,7 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
             df = df.drop(columns=c); _log(log, "drop column", c, len(df), "every value is missing")
         elif df[c].nunique(dropna=True) == 1 and df[c].notna().all():
             _log(log, "drop column", c, len(df), f"constant: every row is {df[c].iloc[0]!r}"); df = df.drop(columns=c)
-    missing_y = df[target].isna()
+    missing_y = df[target].isna() & (task != "clustering")  # clustering keeps them: the label only judges the clusters
     if missing_y.any():
         df = df[~missing_y]; _log(log, "drop rows", target, missing_y.sum(), "target is missing: nothing to learn from these rows")
     dup = df.duplicated()
