@@ -408,6 +408,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.runner._Kernelspec.__exit__': ('runner.html#_kernelspec.__exit__', 'mlkit/runner.py'),
                               'mlkit.runner._Kernelspec.sockets': ('runner.html#_kernelspec.sockets', 'mlkit/runner.py'),
                               'mlkit.runner._cell_summary': ('runner.html#_cell_summary', 'mlkit/runner.py'),
+                              'mlkit.runner._check_clustering': ('runner.html#_check_clustering', 'mlkit/runner.py'),
                               'mlkit.runner._check_key': ('runner.html#_check_key', 'mlkit/runner.py'),
                               'mlkit.runner._check_type': ('runner.html#_check_type', 'mlkit/runner.py'),
                               'mlkit.runner._command_line': ('runner.html#_command_line', 'mlkit/runner.py'),

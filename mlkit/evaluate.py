@@ -142,7 +142,7 @@ def plot_importance(table:pd.DataFrame, # from `permutation_table`
     sns.barplot(data=t, x="importance", y="column", ax=ax[0, 0], color="steelblue", orient="h")
     ax[0, 0].errorbar(t.importance, range(len(t)), xerr=t.sd, fmt="none", c="black", lw=1)
     ax[0, 0].axvline(0, c="grey", lw=1)
-    ax[0, 0].set(xlabel=f"drop in {metric} when shuffled", ylabel="", title="permutation importance")
+    ax[0, 0].set(xlabel=table.attrs.get("measure", f"drop in {metric}") + " when shuffled", ylabel="", title="permutation importance")
     fig.tight_layout()
     return fig
 

@@ -89,6 +89,8 @@ METRICS = {m.name: m for m in [
            None, (0, None)),
     Metric("adjusted_rand", "clustering", True, "", "agreement of the clusters with the outside label (1: the same groups, ~0: chance)",
            None, (-1, 1), selectable=False),
+    Metric("stability", "clustering", True, "", "agreement (adjusted Rand index) with the same method refitted on the held-out rows",
+           None, (-1, 1), selectable=False),
 ]}
 
 # %% ../notebooks/metrics.ipynb #296ba241

@@ -272,6 +272,6 @@ def choose(board:pd.DataFrame, # a leaderboard from `compare`
                         "range of cluster counts or the candidates." if problem.task == "clustering" else
                         f"No candidate has a {problem.metric} score.")
     best = scored.sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
-    out = {"name": best.model, "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}
+    out = {"name": best.get("method", best.model), "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}
     if problem.task == "clustering": out.update(params=dict(best.params), k=int(best.k))
     return out
