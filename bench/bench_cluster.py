@@ -1,0 +1,71 @@
+"""Benchmark clustering: the penguins clustering chain against the classification chain, and (optionally) at 1,000,000 rows.
+
+Both penguins chains run in this one command, one after the other, as `mlkit run --no-cache` with the kit's defaults
+(`-p task clustering` for the clustering one; the species is then the outside label): the wall times, each stage's
+seconds and the ratio (target: clustering at most 1.2x the classification chain). With `--large`, the clustering chain
+also runs on the generated 1,000,000-row table of the scale issue (`tables.make_table`, its `target` kept as the outside
+label; target: at most 10 minutes), which exercises mini-batch k-means and sampled fitting above the sizes that
+`mlkit.clusters` states (MINIBATCH_ROWS, WARD_ROWS, HDBSCAN_ROWS, GMM_ROWS) and the sampled comparison and tuning.
+
+    python bench/bench_cluster.py                  # penguins: clustering vs classification
+    python bench/bench_cluster.py --large          # and the clustering chain on 1,000,000 rows
+    python bench/bench_cluster.py --large --rows 100000   # a smaller table, for a quick look
+"""
+from __future__ import annotations
+import argparse, functools, os, shutil, sys, tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scale import run_chain as run_on_table
+from tables import write_table
+import bench_scale
+
+print = functools.partial(print, flush=True)
+
+
+def run(out: Path, extra: list) -> dict:
+    "The chain on penguins (the default data) with `extra` parameters: wall seconds, peak memory, run record."
+    if out.exists(): shutil.rmtree(out)
+    import json, subprocess, time
+    t0 = time.perf_counter()
+    p = subprocess.run([bench_scale.MLKIT, "run", "--no-cache", "--out", str(out), *extra], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0: print(p.stdout[-3000:], p.stderr[-3000:], file=sys.stderr)
+    rec = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    return {"wall": wall, "rec": rec, "rc": p.returncode}
+
+
+def show(name: str, r: dict):
+    stages = {s["name"]: s for s in r["rec"].get("stages", [])}
+    test = (r["rec"].get("metrics") or {}).get("test", {})
+    print(f"{name}: {r['rec'].get('status', 'no run.json')} (exit {r['rc']}) in {r['wall']:.1f} s; test "
+          + ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, (int, float))))
+    print("  " + "  ".join(f"{k[:2]} {s.get('seconds', 0):.1f}s" for k, s in stages.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--large", action="store_true", help="also run the clustering chain on the generated table")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated table (with --large)")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "mlkit-bench-cluster"),
+                    help="where the runs (and the generated table) go")
+    a = ap.parse_args()
+    work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+    clf = run(work / "penguins-classification", [])
+    show("penguins, classification", clf)
+    clu = run(work / "penguins-clustering", ["-p", "task", "clustering"])
+    show("penguins, clustering", clu)
+    print(f"\nclustering / classification: {clu['wall'] / clf['wall']:.2f}x the time (target: at most 1.2x)")
+    if a.large:
+        data = write_table(work / f"table-classification-{a.rows}.parquet", a.rows)
+        out = work / f"run-clustering-{a.rows}"
+        if out.exists(): shutil.rmtree(out)
+        r = run_on_table(data, out, ["-p", "task", "clustering"])
+        print()
+        show(f"{a.rows:,} rows, clustering", r)
+        print(f"  peak memory of the process tree {r['peak'] / 1e9:.2f} GB; target: at most 600 s -> "
+              f"{'met' if r['wall'] <= 600 and r['rc'] == 0 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
