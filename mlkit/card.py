@@ -77,11 +77,12 @@ def model_card(problem, # the `Problem`
               f"**Result: not tested**: no test {problem.metric} was recorded; it must be {direction} "
               f"{problem.success_threshold:g} on rows the model never saw before it is used.")
     clustering = problem.task == "clustering"
-    title = f"clustering (outside label `{problem.target}`)" if clustering else f"predicting `{problem.target}`"
+    title = (f"clustering (outside label `{problem.target}`)" if problem.target else "clustering") if clustering else f"predicting `{problem.target}`"
     L = [f"# Model card: {title}", "", result, "",
          "## Problem", "",
          f"- Task: {problem.task}" + (f" ({len(problem.classes)} classes: {', '.join(map(str, problem.classes))})" if problem.classes else ""),
-         (f"- Outside label: `{problem.target}` (kept aside to judge the clusters, never an input)" if clustering
+         ((f"- Outside label: `{problem.target}` (kept aside to judge the clusters, never an input)" if problem.target else
+           "- Outside label: none (the clusters are judged by their shape alone)") if clustering
           else f"- Target: `{problem.target}`"),
          f"- Judged by: {problem.metric} on a sealed test split, success means {direction} {problem.success_threshold:g}",
          f"- Context: {problem.context or '(not given in 01_define)'}", "",

@@ -23,7 +23,7 @@ __all__ = ['METHODS', 'MINIBATCH_ROWS', 'WARD_ROWS', 'HDBSCAN_ROWS', 'GMM_ROWS',
 METHODS = ("baseline", "kmeans", "gmm", "ward", "hdbscan")
 MINIBATCH_ROWS = 100_000 # above this many rows k-means runs as mini-batch k-means
 WARD_ROWS = 5_000 # Ward's clustering is fitted on a sample of at most this many rows (its memory grows with rows²)
-HDBSCAN_ROWS = 20_000 # HDBSCAN is fitted on a sample of at most this many rows
+HDBSCAN_ROWS = 5_000 # HDBSCAN is fitted on a sample of at most this many rows (its time grows about with rows² in many dimensions)
 GMM_ROWS = 200_000 # a Gaussian mixture is fitted on a sample of at most this many rows
 SCORE_ROWS = 10_000 # silhouette and the other scores are computed on a sample of this many rows when there are more
 
@@ -309,14 +309,15 @@ def plot_silhouette(Xt, # the preprocessed features
     if len(set(ls)) < 2:
         ax.text(0.5, 0.5, "a single cluster: no silhouette", ha="center"); return fig
     s = silhouette_samples(Xs, ls)
-    low, colours = 0, sns.color_palette("tab10", n_colors=max(10, len(set(ls))))
+    low, colours, ticks = 0, sns.color_palette("tab10", n_colors=max(10, len(set(ls)))), {}
     for i, c in enumerate(sorted(set(ls))):
         v = np.sort(s[ls == c])
         ax.fill_betweenx(np.arange(low, low + len(v)), 0, v, color=colours[i % len(colours)], alpha=0.8)
-        ax.text(-0.05, low + len(v)/2, str(c), ha="right", va="center")
+        ticks[low + len(v)/2] = str(c)
         low += len(v) + 10
     ax.axvline(s.mean(), ls="--", c="grey", lw=1)
-    ax.set(xlabel=f"silhouette (mean {s.mean():.3f})", ylabel="rows, by cluster", yticks=[], title="silhouette plot")
+    ax.set_yticks(list(ticks), list(ticks.values()))
+    ax.set(xlabel=f"silhouette (mean {s.mean():.3f})", ylabel="cluster (its rows, sorted)", title="silhouette plot")
     fig.tight_layout()
     return fig
 

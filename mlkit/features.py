@@ -142,7 +142,7 @@ def weigh(X, # columns to scale
     return np.asarray(X, dtype=float)*weight
 
 def _target_not_dropped(target, drop):
-    if target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
+    if target and target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
         raise ParameterError(f"The columns to drop include the target {target!r}; the target is never a feature anyway. "
                              "Leave it out of 'drop_columns'.")
 
@@ -160,7 +160,8 @@ def plan_features(df:pd.DataFrame, # the clean data, target included
     "Decide what each column becomes (numeric, categorical, date, dropped) and why."
     if isinstance(drop, str): drop = [c.strip() for c in drop.split(",") if c.strip()]
     drop = list(drop or [])
-    if target not in df.columns: raise DataError(f"The target column {target!r} is not in the clean data.")
+    if (target or task != "clustering") and target not in df.columns:  # a clustering may have no outside label
+        raise DataError(f"The target column {target!r} is not in the clean data.")
     rows, dates = [], {}
     for c in df.columns:
         s = df[c]

@@ -92,7 +92,7 @@ CANDIDATES = {c.name: c for c in [
     Candidate("ward", "agglomerative clustering, Ward linkage (fitted on at most 5,000 rows)", "medium",
               "clusters merged bottom-up; deployed with a nearest-centre assigner fitted on its clusters",
               _clusterer("ward"), tasks=("clustering",)),
-    Candidate("hdbscan", "HDBSCAN (scikit-learn's; fitted on at most 20,000 rows)", "medium",
+    Candidate("hdbscan", "HDBSCAN (scikit-learn's; fitted on at most 5,000 rows)", "medium",
               "dense regions as clusters, sparse rows as noise, any shape; finds its own number of clusters; deployed "
               "with a nearest-centre assigner", _clusterer("hdbscan"), tasks=("clustering",)),
 ]}

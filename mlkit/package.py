@@ -121,7 +121,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
                                     "ColumnTransformer must be plain lists of names (not a pandas Index).") from e
         sha = file_sha256(tmp/FILES["model"])
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        ref = X_train.assign(**{problem.target: y_train})
+        ref = X_train.assign(**{problem.target: y_train}) if problem.target else X_train.copy()
         if len(ref) > max_reference_rows: ref = ref.sample(max_reference_rows, random_state=problem.seed).sort_index()
         ref = ref.reset_index(drop=True)
         ref["prediction"] = score_frame(pipeline, ref[X_train.columns])["prediction"].to_numpy()

@@ -64,6 +64,7 @@ def check_target(df, # the data
                 ) -> str: # the task, inferred when 'auto'
     "Check that `target` exists and suits `task`; return the task."
     import pandas as pd
+    if task == "clustering" and not target: return task  # a clustering without an outside label
     if target not in df.columns:
         cols = ", ".join(map(str, df.columns[:30])) + (" …" if len(df.columns) > 30 else "")
         raise DataError(f"The target column {target!r} is not in the data. The columns are: {cols}. "

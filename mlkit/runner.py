@@ -173,14 +173,15 @@ def check_problem(params:dict, # every chain parameter, defaults filled in
         read = lambda columns=None, nrows=None: read_source(source, columns=columns, nrows=nrows)[0]
         cols = list(read(nrows=5).columns)
     target, what = params["target"], str(source)
-    if target not in cols:
+    unlabelled = not target and params.get("task") == "clustering"  # a clustering without an outside label
+    if target not in cols and not unlabelled:
         close = difflib.get_close_matches(str(target), cols, n=1)
         raise DataError(f"The target column {target!r} is not in {what}. The columns are: {', '.join(map(str, cols))}."
                         f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} Set the 'target' parameter (`-p target NAME`)"
                         + ("; if the columns look run together, the delimiter was not detected: set csv_options (e.g. {sep: ';'})." if len(cols) == 1 else "."))
     check_settings(params, cols)  # the stages' settings, column names among them, as their functions declare them
     extra = [params[n] for n in ("group_column", "time_column") if params.get(n)]
-    y = read(columns=[target] + [c for c in extra if c != target])
+    y = read(columns=([target] if target else cols[:1]) + [c for c in extra if c != target])
     task = check_target(y, target, params.get("task", "auto"))
     metric, threshold = check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
     if "candidates" in params:  # candidates of another task are refused now, not in 05_select

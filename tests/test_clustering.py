@@ -142,3 +142,12 @@ def test_params_describes_the_clustering_parameters():
     assert r.exit_code == 0
     for words in ["min_clusters: ", "max_clusters: ", "'clustering'", "silhouette", "kmeans, gmm, ward, hdbscan"]:
         assert words in r.output, words
+
+
+def test_a_clustering_without_an_outside_label_runs_to_its_clusters(tmp_path):
+    rec = runner.run_chain({**CLUSTER, "target": ""}, out=tmp_path / "run", stop="07_evaluate", cache=False, echo=lambda s: None)
+    assert rec["status"] == "succeeded"
+    val = rec["metrics"]["validation"]
+    assert val["silhouette"] > 0.25 and val.get("adjusted_rand") is None
+    plan = pd.read_csv(tmp_path / "run" / "reports" / "feature_plan.csv")
+    assert "species" in set(plan.column[plan.role != "dropped"])  # no outside label: the species is a feature like any other
