@@ -13,19 +13,20 @@ from .core import DataError, ParameterError
 from .constraints import validate_params, Interval
 
 # %% auto #0
-__all__ = ['METHODS', 'MINIBATCH_ROWS', 'WARD_ROWS', 'HDBSCAN_ROWS', 'GMM_ROWS', 'SCORE_ROWS', 'CLUSTER_SPACES', 'ClusterModel',
-           'assign_frame', 'cluster_scores', 'score_clusters', 'compare_clusterings', 'plot_metric_by_k',
-           'cluster_profiles', 'cluster_means', 'plot_projection', 'plot_silhouette', 'crosstab', 'stability',
-           'cluster_space', 'tune_clusters', 'compare_clusterings_on', 'cluster_learning_curve', 'cluster_importance',
-           'cluster_shares']
+__all__ = ['METHODS', 'MINIBATCH_ROWS', 'WARD_ROWS', 'HDBSCAN_ROWS', 'GMM_ROWS', 'SCORE_ROWS', 'COMPARE_ROWS', 'CLUSTER_SPACES',
+           'ClusterModel', 'assign_frame', 'cluster_scores', 'score_clusters', 'compare_clusterings',
+           'plot_metric_by_k', 'cluster_profiles', 'cluster_means', 'plot_projection', 'plot_silhouette', 'crosstab',
+           'stability', 'cluster_space', 'tune_clusters', 'compare_clusterings_on', 'cluster_learning_curve',
+           'cluster_importance', 'cluster_shares']
 
 # %% ../notebooks/clusters.ipynb #fbfd96b9
 METHODS = ("baseline", "kmeans", "gmm", "ward", "hdbscan")
-MINIBATCH_ROWS = 100_000 # above this many rows k-means runs as mini-batch k-means
+MINIBATCH_ROWS = 20_000 # above this many rows k-means runs as mini-batch k-means
 WARD_ROWS = 5_000 # Ward's clustering is fitted on a sample of at most this many rows (its memory grows with rows²)
 HDBSCAN_ROWS = 5_000 # HDBSCAN is fitted on a sample of at most this many rows (its time grows about with rows² in many dimensions)
-GMM_ROWS = 200_000 # a Gaussian mixture is fitted on a sample of at most this many rows
-SCORE_ROWS = 10_000 # silhouette and the other scores are computed on a sample of this many rows when there are more
+GMM_ROWS = 20_000 # a Gaussian mixture is fitted on a sample of at most this many rows
+SCORE_ROWS = 5_000 # silhouette and the other scores are computed on a sample of this many rows when there are more
+COMPARE_ROWS = 10_000 # candidates are compared, and settings tuned, on a sample of at most this many training rows
 
 def _sample(n, limit, seed):
     "Positions of at most `limit` of `n` rows, drawn at random (all when there are no more)."
@@ -63,7 +64,7 @@ class ClusterModel(ClusterMixin, BaseEstimator):
         if self.method == "baseline":
             self.centers_ = X[np.random.default_rng(seed).choice(n, k, replace=False)]
         elif self.method == "kmeans":
-            est = (cluster.MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096) if n > self.minibatch_rows
+            est = (cluster.MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=2048) if n > self.minibatch_rows
                    else cluster.KMeans(k, random_state=seed, n_init=4))
             self.centers_ = est.fit(X).cluster_centers_
             self.fitted_as_ = type(est).__name__
@@ -188,6 +189,7 @@ def compare_clusterings(X:pd.DataFrame, # training features
     if min_clusters > max_clusters:
         raise ParameterError(f"min_clusters ({min_clusters}) is above max_clusters ({max_clusters}): give a range, e.g. 2 to 8.")
     n_train = len(X)
+    max_rows = min(max_rows or COMPARE_ROWS, COMPARE_ROWS)  # more rows would not change the ranking, only its cost
     y = pd.Series(y, index=X.index) if y is not None else None
     Xs, ys, _, note = sample_rows(X, y if y is not None else pd.Series(0, index=X.index), max_rows, "clustering",
                                   problem.seed, what="training rows")
@@ -218,7 +220,7 @@ def compare_clusterings(X:pd.DataFrame, # training features
     board.attrs["metric"] = problem.metric
     board.attrs["rows_note"] = (f"Clusterings fitted and scored on {note}" + (
         "; the chosen one is fitted on all of them in 06_train." if len(Xs) < n_train else ".")
-        + (" Scores on a sample of {SCORE_ROWS:,} rows." if len(Xs) > SCORE_ROWS else ""))
+        + (f" Scores on a sample of {SCORE_ROWS:,} of them." if len(Xs) > SCORE_ROWS else ""))
     return board
 
 # %% ../notebooks/clusters.ipynb #b15cb643
@@ -381,6 +383,7 @@ def tune_clusters(X:pd.DataFrame, # training features
     if kind == "random":
         pick = np.random.default_rng(problem.seed).choice(len(grid), n_iter, replace=False)
         grid = [grid[i] for i in sorted(pick)]
+    max_rows = min(max_rows or COMPARE_ROWS, COMPARE_ROWS)
     Xs, _, _, note = sample_rows(X, pd.Series(0, index=X.index), max_rows, "clustering", problem.seed, what="training rows")
     with threads_for(len(Xs)): Xt = np.asarray(clone(preprocessor).fit_transform(Xs), float)
     base = dict(params or {})

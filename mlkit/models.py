@@ -84,7 +84,7 @@ CANDIDATES = {c.name: c for c in [
               "per fit; boosting, which bins the values, learns the same kind of model at a fraction of the cost"),
     Candidate("boosting", "histogram gradient boosting (up to 100 rounds)", "low",
               "a sum of up to 100 small trees: explain with permutation importance, not by reading it", _boosting),
-    Candidate("kmeans", "k-means (mini-batch k-means above 100,000 rows)", "high",
+    Candidate("kmeans", "k-means (mini-batch k-means above 20,000 rows)", "high",
               "each cluster is its centre: read the centres' feature values", _clusterer("kmeans"), tasks=("clustering",)),
     Candidate("gmm", "a Gaussian mixture", "medium",
               "soft clusters: each row gets a probability per cluster; clusters may be elongated or overlap",
