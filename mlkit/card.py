@@ -76,10 +76,14 @@ def model_card(problem, # the `Problem`
               f"required {direction} {problem.success_threshold:g}." if tested else
               f"**Result: not tested**: no test {problem.metric} was recorded; it must be {direction} "
               f"{problem.success_threshold:g} on rows the model never saw before it is used.")
-    L = [f"# Model card: predicting `{problem.target}`", "", result, "",
+    clustering = problem.task == "clustering"
+    title = (f"clustering (outside label `{problem.target}`)" if problem.target else "clustering") if clustering else f"predicting `{problem.target}`"
+    L = [f"# Model card: {title}", "", result, "",
          "## Problem", "",
          f"- Task: {problem.task}" + (f" ({len(problem.classes)} classes: {', '.join(map(str, problem.classes))})" if problem.classes else ""),
-         f"- Target: `{problem.target}`",
+         ((f"- Outside label: `{problem.target}` (kept aside to judge the clusters, never an input)" if problem.target else
+           "- Outside label: none (the clusters are judged by their shape alone)") if clustering
+          else f"- Target: `{problem.target}`"),
          f"- Judged by: {problem.metric} on a sealed test split, success means {direction} {problem.success_threshold:g}",
          f"- Context: {problem.context or '(not given in 01_define)'}", "",
          "## Data", "",
@@ -93,7 +97,8 @@ def model_card(problem, # the `Problem`
            "It did not meet its success criterion, so it should not be deployed as it is." if tested else
            "It has not been judged against its success criterion yet: test it before relying on it.")
     L += ["", "## Intended use", "",
-          f"Predict `{problem.target}` for new rows that look like the training data: the same columns, "
+          (f"Assign new rows to the clusters found here" if clustering else f"Predict `{problem.target}`")
+          + " for new rows that look like the training data: the same columns, "
           "measured the same way, from the same population. " + use, "",
           "## Limitations", ""]
     if tested: L.append(f"- The test score comes from one split{f' of {n_test} rows' if n_test else ''}; on new data "

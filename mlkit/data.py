@@ -144,7 +144,8 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
                keep_text:str|list|None=None, # columns to keep as text though they read as numbers or dates (zip codes, IDs like '007'): a list, or names separated by commas
               ) -> tuple: # (clean frame, log as a DataFrame, conversions: column -> how its text was read, for `apply_conversions`)
     "Clean a copy of `df` and return it with a log of every change and the text-to-number and text-to-date conversions made."
-    if target not in df.columns: raise DataError(f"The target column {target!r} is not in the data.")
+    if (target or task != "clustering") and target not in df.columns:  # a clustering may have no outside label
+        raise DataError(f"The target column {target!r} is not in the data.")
     log = []
     df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
@@ -157,7 +158,7 @@ def clean_data(df:pd.DataFrame, # the raw data (left unchanged)
             df = df.drop(columns=c); _log(log, "drop column", c, len(df), "every value is missing")
         elif df[c].nunique(dropna=True) == 1 and df[c].notna().all():
             _log(log, "drop column", c, len(df), f"constant: every row is {df[c].iloc[0]!r}"); df = df.drop(columns=c)
-    missing_y = df[target].isna()
+    missing_y = df[target].isna() & (task != "clustering") if target else pd.Series(False, index=df.index)  # clustering keeps them: the label only judges the clusters
     if missing_y.any():
         df = df[~missing_y]; _log(log, "drop rows", target, missing_y.sum(), "target is missing: nothing to learn from these rows")
     dup = df.duplicated()

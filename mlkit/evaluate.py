@@ -19,7 +19,11 @@ def predict_and_score(pipeline, # a fitted pipeline
                       y, # true values
                       task:str, # 'classification' or 'regression'
                      ) -> tuple: # (metrics dict, predictions Series, probabilities DataFrame or None)
-    "Predict X with `pipeline` and score the predictions against y with every metric of the task."
+    "Predict X with `pipeline` and score the predictions against y with every metric of the task (clustering: `score_clusters`)."
+    if task == "clustering":  # the clusters of X, judged by their shape and against the outside label y
+        from mlkit.clusters import score_clusters
+        metrics, labels = score_clusters(pipeline, X, y)
+        return metrics, labels.rename("predicted"), None
     from mlkit.models import threads_for
     from mlkit.metrics import score_predictions
     with threads_for(len(X)):
@@ -108,7 +112,10 @@ def permutation_table(pipeline, # a fitted pipeline
                       n_repeats:int=5, # shuffles per column
                       max_rows:int|None=IMPORTANCE_ROWS, # measure on a sample of this many rows when there are more
                      ) -> pd.DataFrame: # column, importance (mean worsening of the metric), sd; largest first
-    "Permutation importance of each input column the pipeline uses, on the problem's metric."
+    "Permutation importance of each input column the pipeline uses, on the problem's metric (clustering: `cluster_importance`)."
+    if problem.task == "clustering":
+        from mlkit.clusters import cluster_importance
+        return cluster_importance(pipeline, X, problem.seed, n_repeats, max_rows)
     from sklearn.inspection import permutation_importance
     from mlkit.features import used_columns
     from mlkit.models import threads_for, sample_rows
@@ -135,7 +142,7 @@ def plot_importance(table:pd.DataFrame, # from `permutation_table`
     sns.barplot(data=t, x="importance", y="column", ax=ax[0, 0], color="steelblue", orient="h")
     ax[0, 0].errorbar(t.importance, range(len(t)), xerr=t.sd, fmt="none", c="black", lw=1)
     ax[0, 0].axvline(0, c="grey", lw=1)
-    ax[0, 0].set(xlabel=f"drop in {metric} when shuffled", ylabel="", title="permutation importance")
+    ax[0, 0].set(xlabel=table.attrs.get("measure", f"drop in {metric}") + " when shuffled", ylabel="", title="permutation importance")
     fig.tight_layout()
     return fig
 
@@ -153,7 +160,10 @@ def learning_curve_table(pipeline, # an unfitted pipeline
                          n_jobs:int|None=None, # folds in parallel; None chooses by data size
                          max_rows:int|None=LEARNING_ROWS, # draw on a sample of this many rows when there are more
                         ) -> pd.DataFrame: # rows, set ('train' or 'cross-validation'), score, sd, failed_fits
-    "Cross-validated scores of `pipeline` fitted on growing shares of the training rows."
+    "Cross-validated scores of `pipeline` fitted on growing shares of the training rows (clustering: `cluster_learning_curve`)."
+    if problem.task == "clustering":
+        from mlkit.clusters import cluster_learning_curve
+        return cluster_learning_curve(pipeline, X, problem, sizes, max_rows)
     from sklearn.model_selection import learning_curve, TimeSeriesSplit
     from mlkit.models import jobs_for, threads_for, sample_rows
     from mlkit.metrics import scorer_name, natural_score
@@ -178,7 +188,7 @@ def plot_learning_curve(table:pd.DataFrame, # from `learning_curve_table`
     "Training and cross-validation score against training rows, with ±1 sd bands."
     import seaborn as sns
     fig, ax = _fig(w=6)
-    colours = dict(zip(["train", "cross-validation"], sns.color_palette(n_colors=2)))
+    colours = dict(zip(["train", "cross-validation" if "held-out" not in set(table.set) else "held-out"], sns.color_palette(n_colors=2)))
     sns.lineplot(data=table, x="rows", y="score", hue="set", palette=colours, marker="o", ax=ax[0, 0])
     for k, g in table.groupby("set"):
         ax[0, 0].fill_between(g.rows, g.score - g.sd, g.score + g.sd, alpha=.15, color=colours[k])

@@ -12,8 +12,8 @@ from .core import DataError, ParameterError
 from .constraints import validate_params, Interval, Columns
 
 # %% auto #0
-__all__ = ['DATE_PARTS', 'categories_as_strings', 'looks_like_dates', 'as_datetimes', 'date_parts', 'date_part_names',
-           'plan_features', 'preprocessor_from_plan', 'build_preprocessor', 'used_columns']
+__all__ = ['DATE_PARTS', 'CATEGORY_WEIGHT', 'categories_as_strings', 'looks_like_dates', 'as_datetimes', 'date_parts',
+           'date_part_names', 'weigh', 'plan_features', 'preprocessor_from_plan', 'build_preprocessor', 'used_columns']
 
 # %% ../notebooks/features.ipynb #60816793
 def categories_as_strings(X, # the categorical columns (a DataFrame or 2-D array)
@@ -133,8 +133,16 @@ def _classify(name, s, n, min_rows_for_id):
     return "categorical", "missing as a category, one-hot", f"{nu} categories ({imp})"
 
 # %% ../notebooks/features.ipynb #0ee9fa9a
+CATEGORY_WEIGHT = 0.5 # clustering: one-hot columns are scaled by this, so two categories lie 0.71 apart (a numeric sd is 1)
+
+def weigh(X, # columns to scale
+          weight:float=CATEGORY_WEIGHT, # the factor
+         ):
+    "Multiply every value by `weight` (clustering: one-hot columns, so that categories do not swamp distances)."
+    return np.asarray(X, dtype=float)*weight
+
 def _target_not_dropped(target, drop):
-    if target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
+    if target and target in ([c.strip() for c in drop.split(",")] if isinstance(drop, str) else list(drop or [])):
         raise ParameterError(f"The columns to drop include the target {target!r}; the target is never a feature anyway. "
                              "Leave it out of 'drop_columns'.")
 
@@ -147,29 +155,37 @@ def plan_features(df:pd.DataFrame, # the clean data, target included
                   max_categories:int=20, # keep at most this many categories per column (the rest are grouped)
                   min_frequency:int=5, # categories seen in fewer training rows than this are grouped as "infrequent"
                   min_rows_for_id:int=20, # below this many rows, never call a column an identifier
+                  task:str|None=None, # 'clustering' plans for distances (the target is an outside label, categories weighed down)
                  ) -> pd.DataFrame: # one row per column: column, dtype, missing, distinct, role, treatment, reason
     "Decide what each column becomes (numeric, categorical, date, dropped) and why."
     if isinstance(drop, str): drop = [c.strip() for c in drop.split(",") if c.strip()]
     drop = list(drop or [])
-    if target not in df.columns: raise DataError(f"The target column {target!r} is not in the clean data.")
+    if (target or task != "clustering") and target not in df.columns:  # a clustering may have no outside label
+        raise DataError(f"The target column {target!r} is not in the clean data.")
     rows, dates = [], {}
     for c in df.columns:
         s = df[c]
         base = {"column": c, "dtype": str(s.dtype), "missing": int(s.isna().sum()), "distinct": int(s.nunique(dropna=True))}
-        if c == target: role, treat, why = "target", "none", "the column to predict"
+        if c == target: role, treat, why = "target", "none", ("the outside label: kept aside to judge the clusters, never a "
+                                                              "feature" if task == "clustering" else "the column to predict")
         elif c in drop: role, treat, why = "dropped", "none", "listed in the 'drop' parameter"
         else:
             role, treat, why, *parts = _classify(c, s, len(df), min_rows_for_id)
             if role == "date": dates[c] = parts[0]
         if role == "categorical":
             treat += f"; at most {max_categories} kept, those in fewer than {min_frequency} rows and unseen ones grouped"
+            if task == "clustering": treat += (f"; scaled by {CATEGORY_WEIGHT} so that a change of category weighs less "
+                                              "than one standard deviation of a number")
+        if role == "numeric" and task == "clustering": why += "; standardised so that every number counts alike in distances"
         rows.append({**base, "role": role, "treatment": treat, "reason": why})
     plan = pd.DataFrame(rows)
     if not plan.role.isin(["numeric", "categorical", "date"]).any():
-        raise DataError("No column is left to learn from: every feature was dropped (see the plan's 'reason' column: "
+        raise DataError(("No column is usable for distances" if task == "clustering" else "No column is left to learn from")
+                        + ": every feature was dropped (see the plan's 'reason' column: "
                         + "; ".join(f"{r.column}: {r.reason}" for r in plan.itertuples() if r.role == "dropped")
                         + "). Check the data, or the 'drop' parameter.")
-    plan.attrs.update(max_categories=int(max_categories), min_frequency=int(min_frequency), date_parts=dates)
+    plan.attrs.update(max_categories=int(max_categories), min_frequency=int(min_frequency), date_parts=dates,
+                      category_weight=CATEGORY_WEIGHT if task == "clustering" else None)
     return plan
 
 # %% ../notebooks/features.ipynb #4a222812
@@ -194,7 +210,10 @@ def preprocessor_from_plan(plan:pd.DataFrame, # a plan from `plan_features`
             ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
             ("one_hot", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
                                       max_categories=plan.attrs.get("max_categories", 20),
-                                      min_frequency=plan.attrs.get("min_frequency", 5)))]), cat))
+                                      min_frequency=plan.attrs.get("min_frequency", 5)))]
+                                  + ([("weigh", FunctionTransformer(weigh, kw_args={"weight": plan.attrs["category_weight"]},
+                                                                    feature_names_out="one-to-one"))]
+                                     if plan.attrs.get("category_weight") else [])), cat))
     if dates:
         steps.append(("date", Pipeline([
             ("parts", FunctionTransformer(date_parts, feature_names_out=date_part_names,
@@ -208,9 +227,10 @@ def build_preprocessor(df:pd.DataFrame, # the clean data, target included
                        drop=(), # columns to leave out, a list or a comma-separated string
                        max_categories:int=20, # keep at most this many categories per column
                        min_frequency:int=5, # categories rarer than this (in training rows) are grouped
+                       task:str|None=None, # 'clustering' plans for distances (see `plan_features`)
                       ) -> tuple: # (unfitted ColumnTransformer, feature plan DataFrame)
     "Plan the features of `df` and build the unfitted preprocessor that carries the plan out."
-    plan = plan_features(df, target, drop=drop, max_categories=max_categories, min_frequency=min_frequency)
+    plan = plan_features(df, target, drop=drop, max_categories=max_categories, min_frequency=min_frequency, task=task)
     return preprocessor_from_plan(plan), plan
 
 # %% ../notebooks/features.ipynb #38d59297

@@ -21,7 +21,7 @@ __all__ = ['METRICS', 'Metric', 'metrics_for', 'default_metric', 'check_metric',
 class Metric:
     "A metric the kit judges models by: its task, direction, scorer, class weighting, threshold and help."
     name: str # the name used in parameters, tables and run.json
-    task: str # 'classification' or 'regression'
+    task: str # 'classification', 'regression' or 'clustering'
     greater_is_better: bool # True for scores, False for errors
     scorer: str # scikit-learn's scoring name (for roc_auc, the binary one: see `scorer_name`)
     help: str # what it measures, in a line
@@ -30,6 +30,7 @@ class Metric:
     weighs_classes: bool = False # every class counts equally, so classifiers weigh classes by inverse frequency
     default: bool = False # the task's default metric
     compute: Callable|None = field(default=None, compare=False, repr=False) # (y_true, y_pred, proba, classes) -> value or None
+    selectable: bool = True # may be the problem's metric (the adjusted Rand index needs the outside label: it judges, never selects)
 
 # %% ../notebooks/metrics.ipynb #f93c26c1
 def _roc_auc(y_true, y_pred, proba, classes):
@@ -79,6 +80,17 @@ METRICS = {m.name: m for m in [
            None, (0, None), compute=_sk("mean_absolute_error")),
     Metric("r2", "regression", True, "r2", "share of the target's variance explained", 0.6, (None, 1), default=True,
            compute=_r2),
+    # clustering: computed from the features and the clusters by `mlkit.clusters.cluster_scores`, not from predictions
+    Metric("silhouette", "clustering", True, "", "how much closer rows are to their own cluster than to the next (-1 to 1)",
+           0.25, (-1, 1), default=True),
+    Metric("davies_bouldin", "clustering", False, "", "how spread clusters are against how far apart (0 at best)",
+           1.5, (0, None)),
+    Metric("calinski_harabasz", "clustering", True, "", "spread between clusters over spread within them (no upper bound)",
+           None, (0, None)),
+    Metric("adjusted_rand", "clustering", True, "", "agreement of the clusters with the outside label (1: the same groups, ~0: chance)",
+           None, (-1, 1), selectable=False),
+    Metric("stability", "clustering", True, "", "agreement (adjusted Rand index) with the same method refitted on the held-out rows",
+           None, (-1, 1), selectable=False),
 ]}
 
 # %% ../notebooks/metrics.ipynb #296ba241
@@ -100,14 +112,19 @@ def check_metric(metric:str, # 'auto' or a name in `METRICS`
                 ) -> tuple: # (metric, threshold)
     "Resolve the metric and its success threshold for `task`, or say what is allowed."
     if metric == "auto": metric = default_metric(task)
-    allowed = metrics_for(task)
+    allowed = [n for n in metrics_for(task) if METRICS[n].selectable]
     if metric not in allowed:
-        extra = f" ({metric!r} is a {METRICS[metric].task} metric)" if metric in METRICS else ""
+        extra = (f" ({metric!r} is a {METRICS[metric].task} metric)" if metric in METRICS and METRICS[metric].task != task
+                 else f" ({metric!r} needs the outside label: it judges the clusters in 07 and 09, but cannot choose them)"
+                 if metric in METRICS else "")
         raise ParameterError(f"The 'metric' parameter must be one of 'auto', {', '.join(map(repr, allowed))} for "
                              f"{task}. Got {metric!r}{extra}.")
     m = METRICS[metric]
     if success_threshold is None:
         if m.default_threshold is None:
+            if task == "clustering":
+                raise ParameterError(f"The {metric!r} metric has no upper bound and depends on the data, so it has no default "
+                                     "success threshold. Set 'success_threshold' (the score you accept), or use 'silhouette'.")
             raise ParameterError(f"The {metric!r} metric is in the target's units, so it has no default success "
                                  "threshold. Set 'success_threshold' (the largest error you accept).")
         success_threshold = m.default_threshold

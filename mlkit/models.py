@@ -27,11 +27,13 @@ class Candidate:
     make: object # function (task, seed, balanced) -> an unfitted estimator
     max_rows: int|None = None # above this many training rows the candidate is left out (None: no limit)
     too_big: str = "" # why, for the leaderboard
+    tasks: tuple = ("classification", "regression") # the tasks it serves
 
 def _weights(task, balanced): return {"class_weight": "balanced"} if balanced and task == "classification" else {}
 
 def _baseline(task, seed, balanced=False):
     from sklearn.dummy import DummyClassifier, DummyRegressor
+    if task == "clustering": return _clusterer("baseline")(task, seed)
     return DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
 
 def _linear(task, seed, balanced=False):
@@ -57,9 +59,17 @@ def _boosting(task, seed, balanced=False):
     return (HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor)(
         max_iter=100, early_stopping="auto", random_state=seed, **_weights(task, balanced))
 
+def _clusterer(method):
+    "A `make` for a clustering method (a `mlkit.clusters.ClusterModel`)."
+    def make(task, seed, balanced=False):
+        from mlkit.clusters import ClusterModel
+        return ClusterModel(method, random_state=seed)
+    return make
+
 CANDIDATES = {c.name: c for c in [
-    Candidate("baseline", "predicts the class shares / the mean, ignoring the features", "high",
-              "no model at all: the score any real model must beat", _baseline),
+    Candidate("baseline", "predicts the class shares / the mean, ignoring the features (clustering: random labels)", "high",
+              "no model at all: the score any real model must beat", _baseline,
+              tasks=("classification", "regression", "clustering")),
     Candidate("linear", "logistic regression / ridge regression", "high",
               "one weight per (scaled) feature: sign and size say how each feature moves the prediction", _linear),
     Candidate("knn", "k nearest neighbours (k=7)", "medium",
@@ -74,18 +84,39 @@ CANDIDATES = {c.name: c for c in [
               "per fit; boosting, which bins the values, learns the same kind of model at a fraction of the cost"),
     Candidate("boosting", "histogram gradient boosting (up to 100 rounds)", "low",
               "a sum of up to 100 small trees: explain with permutation importance, not by reading it", _boosting),
+    Candidate("kmeans", "k-means (mini-batch k-means above 20,000 rows)", "high",
+              "each cluster is its centre: read the centres' feature values", _clusterer("kmeans"), tasks=("clustering",)),
+    Candidate("gmm", "a Gaussian mixture", "medium",
+              "soft clusters: each row gets a probability per cluster; clusters may be elongated or overlap",
+              _clusterer("gmm"), tasks=("clustering",)),
+    Candidate("ward", "agglomerative clustering, Ward linkage (fitted on at most 5,000 rows)", "medium",
+              "clusters merged bottom-up; deployed with a nearest-centre assigner fitted on its clusters",
+              _clusterer("ward"), tasks=("clustering",)),
+    Candidate("hdbscan", "HDBSCAN (scikit-learn's; fitted on at most 5,000 rows)", "medium",
+              "dense regions as clusters, sparse rows as noise, any shape; finds its own number of clusters; deployed "
+              "with a nearest-centre assigner", _clusterer("hdbscan"), tasks=("clustering",)),
 ]}
 
 # %% ../notebooks/models.ipynb #97087257
 CANDIDATE_NAMES = Names(CANDIDATES) # 'all', or names from `CANDIDATES`
 
 def candidate_names(candidates="all", # 'all', or names from `CANDIDATES` as a list or comma-separated string
+                    task:str|None=None, # keep the candidates of this task ('all' means all of them); None: no check
                    ) -> list: # the names, in `CANDIDATES` order, each checked
-    "Parse and check a list of candidate names."
+    "Parse and check a list of candidate names (for a task, when given)."
     CANDIDATE_NAMES.check("candidates", candidates)
-    if candidates is None or candidates == "all" or candidates == ["all"]: return list(CANDIDATES)
-    if isinstance(candidates, str): candidates = [c.strip() for c in candidates.split(",") if c.strip()]
-    return [c for c in CANDIDATES if c in candidates]
+    everything = candidates is None or candidates == "all" or candidates == ["all"]
+    if everything: names = list(CANDIDATES)
+    else:
+        if isinstance(candidates, str): candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+        names = [c for c in CANDIDATES if c in candidates]
+    if task is None: return names
+    wrong = [n for n in names if task not in CANDIDATES[n].tasks]
+    if wrong and not everything:
+        fits = ", ".join(n for n in CANDIDATES if task in CANDIDATES[n].tasks)
+        raise ParameterError(f"The candidate(s) {', '.join(wrong)} do not serve {task}. For {task} the candidates are: "
+                             f"{fits} (or 'all').")
+    return [n for n in names if task in CANDIDATES[n].tasks]
 
 # %% ../notebooks/models.ipynb #9963bda3
 def make_pipeline(preprocessor, # the unfitted preprocessor from `03_features`
@@ -184,8 +215,12 @@ def compare(X:pd.DataFrame, # training features
             groups=None, # group labels for group folds
             n_jobs:int|None=None, # folds fitted in parallel; None chooses by data size
             max_rows:int|None=COMPARE_ROWS, # compare on a sample of this many rows when there are more; None: all
+            clusters:tuple=(2, 8), # clustering: the fewest and most clusters tried (`mlkit.clusters.compare_clusterings`)
            ) -> pd.DataFrame: # the leaderboard, best first; `attrs['rows_note']` says which rows it is based on
-    "Cross-validate each candidate pipeline on the problem's metric; return the leaderboard."
+    "Cross-validate each candidate pipeline on the problem's metric; return the leaderboard (clustering: see `compare_clusterings`)."
+    if problem.task == "clustering":
+        from mlkit.clusters import compare_clusterings
+        return compare_clusterings(X, y, problem, preprocessor, candidates, clusters[0], clusters[1], max_rows)
     from sklearn.model_selection import cross_validate
     from mlkit.metrics import scorer_name, natural_score
     scoring = scorer_name(problem.metric, y.nunique())
@@ -193,7 +228,7 @@ def compare(X:pd.DataFrame, # training features
     X, y, groups, note = sample_rows(X, y, max_rows, problem.task, problem.seed, groups, "training rows")
     n_jobs = jobs_for(len(X), n_jobs)
     rows, left_out = [], []
-    for name in candidate_names(candidates):
+    for name in candidate_names(candidates, problem.task):
         c = CANDIDATES[name]
         if c.max_rows is not None and n_train > c.max_rows:
             left_out.append({"model": name, "score": np.nan, "sd": np.nan, "fit_seconds": np.nan, "predict_seconds": np.nan,
@@ -205,7 +240,7 @@ def compare(X:pd.DataFrame, # training features
             with threads_for(len(X), n_jobs):
                 res = cross_validate(pipe, X, y, cv=cv, groups=groups, scoring=scoring, n_jobs=n_jobs, error_score="raise")
         except ValueError as e:
-            others = ",".join(c for c in candidate_names(candidates) if c != name)
+            others = ",".join(c for c in candidate_names(candidates, problem.task) if c != name)
             raise DataError(f"Cross-validating the {name!r} candidate failed on {len(X)} training rows: {e}. Leave it out "
                             f"with the 'candidates' parameter" + (f" (e.g. candidates='{others}')" if others else "") +
                             ", or give the folds more rows (more data, or a lower 'cv_folds').") from e
@@ -214,7 +249,7 @@ def compare(X:pd.DataFrame, # training features
                      "fit_seconds": float(np.mean(res["fit_time"])), "predict_seconds": float(np.mean(res["score_time"])),
                      "rows": len(X), "interpretability": c.interpretability, "note": c.note, "left_out": ""})
     if not rows:
-        raise DataError(f"Every candidate asked for ({', '.join(candidate_names(candidates))}) is left out on "
+        raise DataError(f"Every candidate asked for ({', '.join(candidate_names(candidates, problem.task))}) is left out on "
                         f"{n_train:,} training rows: {left_out[0]['left_out']}. Add one that scales, e.g. "
                         "candidates='linear,tree,boosting'.")
     board = pd.DataFrame(rows).sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True])
@@ -231,7 +266,14 @@ def compare(X:pd.DataFrame, # training features
 # %% ../notebooks/models.ipynb #6cb05001
 def choose(board:pd.DataFrame, # a leaderboard from `compare`
            problem, # the `Problem` (metric and its direction)
-          ) -> dict: # {'name', 'metric', 'score', 'sd'}
+          ) -> dict: # {'name', 'metric', 'score', 'sd'}; clustering adds 'params' (the cluster count) and 'k'
     "The best candidate by the problem's metric (ties go to the faster fit); candidates left out are not chosen."
-    best = board.dropna(subset=["score"]).sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
-    return {"name": best.model, "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}
+    scored = board.dropna(subset=["score"])
+    if scored.empty:
+        raise DataError(f"No candidate has a {problem.metric} score (a single cluster, or every fit failed): widen the "
+                        "range of cluster counts or the candidates." if problem.task == "clustering" else
+                        f"No candidate has a {problem.metric} score.")
+    best = scored.sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
+    out = {"name": best.get("method", best.model), "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}
+    if problem.task == "clustering": out.update(params=dict(best.params), k=int(best.k))
+    return out

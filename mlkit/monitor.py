@@ -184,7 +184,8 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
     lap("validate")
     # predictions: the logged ones when there are no labels (what the model answered), else recomputed with
     # probabilities, which performance needs
-    has_target = target in cur_df.columns and cur_df[target].notna().any()
+    # a clustering's target is an outside label: it judged the clusters once, and is not something the model predicts
+    has_target = pkg.task != "clustering" and target in cur_df.columns and cur_df[target].notna().any()
     predict = lambda X: pd.DataFrame({"prediction": pkg.pipeline.predict(X)})  # no probabilities: faster
     # a log may hold rows scored by earlier models: their predictions say nothing about this one
     vcol = next((c for c in ("log_model_version", "model_version") if c in cur_df and c not in pkg.schema), None)
@@ -195,7 +196,7 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
     ref_pred = ref_df[["prediction"]].reset_index(drop=True) if "prediction" in ref_df else predict(ref_X)
     lap("predict")
     drift = dataset_drift(ref_X, cur_X, features, kinds, drift_share, p_value, distance)
-    pred_kind = "categorical" if pkg.task == "classification" else "numeric"
+    pred_kind = "categorical" if pkg.task in ("classification", "clustering") else "numeric"
     prediction = column_drift(ref_pred["prediction"], cur_pred["prediction"], pred_kind, p_value, distance)
     tgt = (column_drift(ref_df[target].reset_index(drop=True), cur_df[target].reset_index(drop=True), pred_kind, p_value, distance)
            if has_target and target in ref_df else None)
@@ -207,6 +208,13 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
                    if has_target else None)
     lap("performance")
     verdict, reasons = decide(drift, prediction, tgt, quality, performance)
+    clusters = None
+    if pkg.task == "clustering":  # the share of rows each cluster receives, then and now
+        from mlkit.clusters import cluster_shares
+        clusters = cluster_shares(ref_pred["prediction"], cur_pred["prediction"])
+        big = clusters["largest_change"]
+        reasons.append(f"Cluster shares: the largest change is cluster {big['cluster']} ({big['change']:+.1%} of rows); "
+                       f"{clusters['total_variation']:.1%} of rows would have to change cluster to restore the reference mix.")
     if len(cur_df) < FEW_ROWS:
         reasons.append(f"Only {len(cur_df)} current row(s): too few for the drift tests to tell much either way "
                        f"(one odd row can flag a column); judge on batches of at least {FEW_ROWS} rows.")
@@ -219,6 +227,7 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
         "drift_share_threshold": drift["drift_share_threshold"], "n_columns": drift["n_columns"],
         "n_drifted": drift["n_drifted"], "drifted_columns": drift["drifted_columns"], "columns": drift["columns"],
         "skipped_columns": skipped, "prediction": prediction, "target": tgt, "quality": quality, "performance": performance,
+        **({"clusters": clusters} if clusters is not None else {}),
         "model": {"path": str(pkg.path), "version": pkg.metadata.get("model_version"), "task": pkg.task, "target": target},
         "reference": {"source": "package reference.parquet" if reference is None else _describe(reference), "rows": len(ref_df)},
         "current": {"source": _describe(current), "rows": len(cur_df), "labelled": bool(has_target)},

@@ -175,6 +175,11 @@ def render_report(result:dict, # `run_monitor`'s result
         parts += ["<h2>Predictions</h2><table>", _column_row("prediction", p, None, imgs.get("__prediction__")), "</table>"]
     t = result.get("target")
     if t: parts += ["<h2>Target</h2><table>", _column_row(result["model"]["target"], t, None, None), "</table>"]
+    cl = result.get("clusters")
+    if cl:  # a clustering: the share of rows in each cluster, then and now
+        parts.append("<h2>Cluster shares</h2><table><tr><th>cluster</th><th>reference</th><th>current</th><th>change</th></tr>" + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{cl['reference'][k]:.1%}</td><td>{cl['current'][k]:.1%}</td><td>{v:+.1%}</td></tr>"
+            for k, v in cl["change"].items()) + f"</table><p>Total variation: {cl['total_variation']:.1%} of rows.</p>")
     perf = result.get("performance")
     parts.append("<h2>Performance</h2>")
     if perf and perf.get("current"):

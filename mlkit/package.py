@@ -91,7 +91,8 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
         raise DataError("The training features must be a non-empty DataFrame with named columns.")
     if len(y_train) != len(X_train):
         raise DataError(f"X_train has {len(X_train)} rows but y_train has {len(y_train)}: give the target of the same rows.")
-    clash = [c for c in list(X_train.columns) + [problem.target] if str(c) == "prediction" or str(c).startswith("proba_")]
+    reserved = ("prediction", "distance") if problem.task == "clustering" else ("prediction",)
+    clash = [c for c in list(X_train.columns) + [problem.target] if str(c) in reserved or str(c).startswith("proba_")]
     if clash:
         raise DataError(f"The column name(s) {', '.join(map(repr, clash))} are reserved for the model's outputs "
                         "('prediction', 'proba_<class>'). Rename them in the data and train again.")
@@ -103,6 +104,12 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
     y_train = pd.Series(y_train, name=problem.target).reset_index(drop=True)
     schema = infer_schema(X_train, pipeline, conversions=conversions)
     classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_] if problem.task == "classification" else None
+    clustering = {}
+    if problem.task == "clustering":  # what each record gets back, and how new rows are assigned
+        from mlkit.clusters import assign_frame
+        est = pipeline[-1] if hasattr(pipeline, "steps") else pipeline
+        clustering = {"clusters": [int(c) for c in est.classes_], "method": est.method, "assigner": est.assigner,
+                      "outputs": list(assign_frame(pipeline, X_train.head(2)).columns)}
     out_dir = Path(out_dir).expanduser().absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
@@ -114,7 +121,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
                                     "ColumnTransformer must be plain lists of names (not a pandas Index).") from e
         sha = file_sha256(tmp/FILES["model"])
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        ref = X_train.assign(**{problem.target: y_train})
+        ref = X_train.assign(**{problem.target: y_train}) if problem.target else X_train.copy()
         if len(ref) > max_reference_rows: ref = ref.sample(max_reference_rows, random_state=problem.seed).sort_index()
         ref = ref.reset_index(drop=True)
         ref["prediction"] = score_frame(pipeline, ref[X_train.columns])["prediction"].to_numpy()
@@ -126,6 +133,7 @@ def build_package(pipeline, # the fitted pipeline (preprocessing and model)
             "task": problem.task, "target": problem.target, "classes": classes,
             "metric": problem.metric, "success_threshold": problem.success_threshold, "context": problem.context,
             "estimator": type(pipeline[-1] if hasattr(pipeline, "steps") else pipeline).__name__,
+            **({"clustering": clustering} if clustering else {}),
             "schema": schema.to_dict(),
             "metrics": metrics,
             "versions": versions(),
@@ -199,7 +207,10 @@ class ModelPackage:
         return pd.read_parquet(p, columns=columns)
 
     def score(self, X):
-        "Predictions on rows already validated against the schema (see `predict` for the checked path)."
+        "Predictions on rows already validated against the schema (see `predict` for the checked path); a clustering gives each row's cluster, distance to its centre and membership probabilities where the method has them."
+        if self.task == "clustering":
+            from mlkit.clusters import assign_frame
+            return assign_frame(self.pipeline, X)
         return score_frame(self.pipeline, X, self.classes)
 
     def predict(self, df, # the rows to score, with the schema's columns in any order
@@ -248,6 +259,9 @@ def check_in_fresh_process(model_dir, # the package folder
     pkg = load_package(model_dir)
     X, _ = pkg.schema.validate_frame(X)
     if pipeline is None: here = pkg.score(X)
+    elif pkg.task == "clustering":
+        from mlkit.clusters import assign_frame
+        here = assign_frame(pipeline, X)
     else:  # the pipeline's own predict / predict_proba, independent of the package's code path
         here = pd.DataFrame({"prediction": pipeline.predict(X)})
         if pkg.classes is not None and hasattr(pipeline, "predict_proba"):

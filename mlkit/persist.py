@@ -31,6 +31,8 @@ TRUSTED_TYPES = [
     "mlkit.features.categories_as_strings",
     "mlkit.features.date_parts",
     "mlkit.features.date_part_names",
+    "mlkit.features.weigh",
+    "mlkit.clusters.ClusterModel",
 ]
 
 # %% ../notebooks/persist.ipynb #98679640

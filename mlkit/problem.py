@@ -13,7 +13,7 @@ from .metrics import METRICS, check_metric, passes
 __all__ = ['TASKS', 'infer_task', 'Problem', 'check_target', 'define_problem']
 
 # %% ../notebooks/problem.ipynb #7eca2851
-TASKS = ("auto", "classification", "regression")
+TASKS = ("auto", "classification", "regression", "clustering")
 
 # %% ../notebooks/problem.ipynb #0a54b4ac
 def infer_task(y, # the target column
@@ -33,8 +33,8 @@ def infer_task(y, # the target column
 class Problem:
     "What a run predicts and how it is judged; written by `01_define` to `problem.json`."
     data: str # the data source: a CSV or Parquet path, or a built-in data set name
-    target: str # the column to predict
-    task: str # 'classification' or 'regression' (never 'auto' once defined)
+    target: str # the column to predict (clustering: the outside label, kept aside to judge the clusters, never a feature)
+    task: str # 'classification', 'regression' or 'clustering' (never 'auto' once defined)
     metric: str # the metric models are chosen and judged by
     success_threshold: float # the test score the model must reach to be deployed
     context: str = "" # why the prediction matters, who uses it, what an error costs
@@ -60,15 +60,20 @@ class Problem:
 @validate_params({"task": Options(*TASKS)}, chain=("task",))
 def check_target(df, # the data
                  target:str, # the target column's name
-                 task:str="auto", # 'auto', 'classification' or 'regression'
+                 task:str="auto", # 'auto', 'classification', 'regression' or 'clustering' (never inferred)
                 ) -> str: # the task, inferred when 'auto'
     "Check that `target` exists and suits `task`; return the task."
     import pandas as pd
+    if task == "clustering" and not target: return task  # a clustering without an outside label
     if target not in df.columns:
         cols = ", ".join(map(str, df.columns[:30])) + (" …" if len(df.columns) > 30 else "")
         raise DataError(f"The target column {target!r} is not in the data. The columns are: {cols}. "
                         "Set the 'target' parameter to one of them.")
     y = df[target].dropna()
+    if y.empty and task == "clustering":
+        raise DataError(f"The outside label {target!r} has no values: every row is missing, so it cannot judge the "
+                        "clusters. Set 'target' to a column that holds a known grouping (e.g. `-p target species`).")
+    if task == "clustering": return task  # any column with values can judge clusters; it is never a feature
     if y.empty: raise DataError(f"The target column {target!r} has no values: every row is missing. Check that 'target' "
                                 "names the column you mean, and that the file was read as you expect (a CSV's delimiter "
                                 "and decimal mark are detected; csv_options overrides them).")
@@ -89,7 +94,7 @@ def check_target(df, # the data
 def define_problem(df, # the data (as loaded, before cleaning)
                    data:str, # where the data came from
                    target:str, # the column to predict
-                   task:str="auto", # 'auto', 'classification' or 'regression'
+                   task:str="auto", # 'auto', 'classification', 'regression' or 'clustering'
                    metric:str="auto", # 'auto' or a metric name from `METRICS`
                    success_threshold:float|None=None, # None takes the metric's default
                    context:str="", # why it matters and who uses it

@@ -141,6 +141,19 @@ def data_source(params:dict):
     return as_source(params["data"], sheet=params.get("sheet"), query=params.get("query"), table=params.get("table"),
                      csv_options=params.get("csv_options"))
 
+def _check_clustering(params:dict, read, target:str, n_rows:int):
+    "A clustering's own early checks: columns usable for distances, and no more clusters than training rows."
+    from mlkit.features import plan_features
+    lo, hi = params.get("min_clusters", 2), params.get("max_clusters", 8)
+    if lo > hi:
+        raise ParameterError(f"min_clusters ({lo}) is above max_clusters ({hi}): give a range, e.g. `-p min_clusters 2 -p max_clusters 8`.")
+    n_train = int(n_rows*(1 - params.get("test_size", 0.2) - params.get("validation_size", 0.2)))
+    if hi >= n_train:
+        raise DataError(f"max_clusters={hi} asks for at least as many clusters as there are training rows ({n_train} of "
+                        f"{n_rows} rows): a cluster needs rows. Lower max_clusters (`-p max_clusters N`, N < {n_train}), "
+                        "or give more data.")
+    plan_features(read(nrows=5000), target, drop=params.get("drop_columns", ""), task="clustering")
+
 def check_problem(params:dict, # every chain parameter, defaults filled in
                   kept=None, # the run folder's `data/raw`, where rows read from a database may already be
                  ) -> dict: # what was read: the source (no password), `sha256`, `rows`, and `frame` for a database
@@ -165,16 +178,21 @@ def _check_problem(params:dict, kept=None) -> tuple:
         read = lambda columns=None, nrows=None: read_source(source, columns=columns, nrows=nrows)[0]
         cols = list(read(nrows=5).columns)
     target, what = params["target"], str(source)
-    if target not in cols:
+    unlabelled = not target and params.get("task") == "clustering"  # a clustering without an outside label
+    if target not in cols and not unlabelled:
         close = difflib.get_close_matches(str(target), cols, n=1)
         raise DataError(f"The target column {target!r} is not in {what}. The columns are: {', '.join(map(str, cols))}."
                         f"{' Did you mean ' + repr(close[0]) + '?' if close else ''} Set the 'target' parameter (`-p target NAME`)"
                         + ("; if the columns look run together, the delimiter was not detected: set csv_options (e.g. {sep: ';'})." if len(cols) == 1 else "."))
     check_settings(params, cols)  # the stages' settings, column names among them, as their functions declare them
     extra = [params[n] for n in ("group_column", "time_column") if params.get(n)]
-    y = read(columns=[target] + [c for c in extra if c != target])
+    y = read(columns=([target] if target else cols[:1]) + [c for c in extra if c != target])
     task = check_target(y, target, params.get("task", "auto"))
     metric, threshold = check_metric(params.get("metric", "auto"), task, params.get("success_threshold"))
+    if "candidates" in params:  # candidates of another task are refused now, not in 05_select
+        from mlkit.models import candidate_names
+        candidate_names(params["candidates"], task)
+    if task == "clustering": _check_clustering(params, read, target, len(y))
     if "test_size" in params:  # the split the data allows: enough rows, classes large enough to stratify
         from mlkit.split import make_splits
         problem = Problem(data=what, target=target, task=task, metric=metric, success_threshold=threshold,
@@ -186,7 +204,7 @@ def _check_problem(params:dict, kept=None) -> tuple:
 
 # %% ../notebooks/runner.ipynb #79990a21
 DECLARING = ("mlkit.problem", "mlkit.data", "mlkit.profiling", "mlkit.features", "mlkit.split", "mlkit.models",
-             "mlkit.tune", "mlkit.evaluate", "mlkit.drift", "mlkit.monitor", "mlkit.serve", "mlkit.cluster")  # modules whose functions declare chain constraints
+             "mlkit.tune", "mlkit.evaluate", "mlkit.drift", "mlkit.monitor", "mlkit.serve", "mlkit.cluster", "mlkit.clusters")  # modules whose functions declare chain constraints
 
 def chain_constraints() -> dict:
     "Every chain parameter's declared constraints (`mlkit.constraints.CHAIN`), with the modules that declare them loaded."

@@ -38,6 +38,11 @@ def create_app(model_dir, # the model package folder
     plog = PredictionLog(log_url or default_log_url(pkg.path))
     schema, classes, started = pkg.schema, pkg.classes, time.time()
     proba_cols = [f"proba_{c}" for c in classes] if classes is not None else []
+    outputs = pkg.metadata.get("clustering", {}).get("outputs", [])  # a clustering: distance to the centre, membership probabilities
+    if outputs:
+        proba_cols = [c for c in outputs if c.startswith("proba_")]
+        classes = [c.removeprefix("proba_") for c in proba_cols]
+    distances = "distance" in outputs
 
     example = {"records": pkg.metadata.get("input_example", [])[:2]}
     PredictRequest = create_model(
@@ -52,7 +57,8 @@ def create_app(model_dir, # the model package folder
         field: str; issue: str; count: int; records: list[int]; message: str
     class PredictAnswer(BaseModel):
         predictions: list[Any]
-        probabilities: list[dict[str, float]]|None = Field(None, description="one {class: probability} per record (classifiers only)")
+        probabilities: list[dict[str, float]]|None = Field(None, description="one {class: probability} per record (classifiers; clusterings by a Gaussian mixture)")
+        distances: list[float]|None = Field(None, description="clustering: each record's distance to the centre of its cluster")
         model_version: str; request_id: str; warnings: list[ScoringWarning]; logged: bool
 
     app = FastAPI(title=f"mlkit model: {pkg.target} ({pkg.task})", version=pkg.version,
@@ -142,7 +148,8 @@ def create_app(model_dir, # the model package folder
             logger.exception(f"could not write request {rid} to the prediction log")
             logged = False
         rest = json.dumps({"model_version": pkg.version, "request_id": rid, "warnings": warns, "logged": logged}, ensure_ascii=False)
-        body = '{"predictions":' + preds + (',"probabilities":' + probs if probs is not None else "") + "," + rest[1:]
+        dist = ',"distances":' + json.dumps(out["distance"].astype(float).round(6).tolist()) if distances else ""
+        body = '{"predictions":' + preds + (',"probabilities":' + probs if probs is not None else "") + dist + "," + rest[1:]
         return Response(body.encode(), media_type="application/json",
                         headers={"X-Worker-PID": str(os.getpid())})  # which worker answered (serve(workers=N))
 

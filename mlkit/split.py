@@ -147,8 +147,8 @@ def make_splits(df:pd.DataFrame, # the clean data, target included
     if group_column and time_column:
         raise ParameterError("Give either 'group_column' or 'time_column', not both: a split can keep groups apart "
                              "or follow time, and mlkit does one at a time.")
-    y = df[problem.target]
-    present = y.notna()
+    y = df[problem.target] if problem.target else pd.Series(np.nan, index=df.index)  # a clustering may have no outside label
+    present = y.notna() | (problem.task == "clustering")  # a clustering splits every row: its label only judges
     dropped = {}
     if problem.task == "classification" and not group_column and not time_column and rare_classes == "drop":
         dropped = find_rare_classes(y[present], test_size, validation_size, cv_folds, problem.seed)
@@ -208,10 +208,11 @@ def check_splits(df:pd.DataFrame, # the clean data
     overlap = int(splits.row.duplicated().sum())
     checks = {"settings": settings or {}, "ok": overlap == 0,
               "sizes": {k: len(v) for k, v in part.items()},
-              "rows_without_target": int(df[t].isna().sum()),
+              "rows_without_target": int(df[t].isna().sum()) if t else len(df),
               "rare_classes_left_out": dict(splits.attrs.get("rare_classes", {})),
               "rows_in_two_splits": overlap}
-    if problem.task == "classification":
+    if not t: pass  # a clustering without an outside label
+    elif problem.task in ("classification", "clustering"):  # clustering: the outside label's mix
         checks["class_balance"] = {k: v[t].value_counts(normalize=True).round(4).to_dict() for k, v in part.items()}
         for k, v in part.items():
             missing = sorted(set(map(str, df[t].dropna().unique())) - set(map(str, v[t].unique())), key=str)
@@ -233,7 +234,7 @@ def check_splits(df:pd.DataFrame, # the clean data
         ordered = bool(span["train"][1] < span["validation"][0] and span["validation"][1] < span["test"][0])
         checks["time"] = {"column": time_column, "span": span, "ordered": ordered}
         checks["ok"] &= ordered
-    sus = _suspects(part["train"][features], part["train"][t], problem.task)
+    sus = _suspects(part["train"][features], part["train"][t], problem.task) if problem.task != "clustering" else []
     checks["target_leak_suspects"] = sus
     for s in sus: warnings.append(f"{s['column']!r} may leak the target ({s['evidence']}): is it known at prediction time?")
     checks["warnings"] = warnings
@@ -255,6 +256,7 @@ def select_split(df:pd.DataFrame, # the clean data, target included
                         "they were made from other data.")
     rows = pd.concat([splits.row[splits.split == k] for k in name.split("+")]).to_numpy()
     part = df.iloc[rows]
+    if not target: return part, pd.Series(np.nan, index=part.index, dtype=object, name="")  # a clustering without an outside label
     return part.drop(columns=target), part[target]
 
 # %% ../notebooks/split.ipynb #ed774667

@@ -30,11 +30,15 @@ SPACES = {
 
 # %% ../notebooks/tune.ipynb #f94e52fa
 def search_space(name:str, # a candidate name from `mlkit.models.CANDIDATES`
-                 task:str, # 'classification' or 'regression'
+                 task:str, # 'classification', 'regression' or 'clustering'
+                 params:dict|None=None, # clustering: the chosen setting (cluster counts around its own are tried)
                 ) -> dict: # parameter name -> list of values to try ({} when there is nothing to tune)
     "The hyperparameter space searched for candidate `name`."
     from mlkit.models import candidate_names
     candidate_names([name])
+    if task == "clustering":
+        from mlkit.clusters import cluster_space
+        return cluster_space(name, params)
     space = SPACES[name]
     return dict(space.get(task, {})) if task in space else dict(space)
 
@@ -86,8 +90,12 @@ def tune_search(X:pd.DataFrame, # training features
                 n_jobs:int|None=None, # fits in parallel; None chooses by data size
                 halving_rows:int=HALVING_ROWS, # above this many rows a random search runs as successive halving
                 max_rows:int=TUNE_ROWS, # the most rows successive halving's last round cross-validates on
+                params:dict|None=None, # clustering: the setting chosen in 05_select (its cluster count centres the range)
                ) -> tuple: # (fitted search object, results table best first; `attrs['search']` and `attrs['rows_note']` say what ran)
-    "Cross-validated grid, random or successive-halving search over the candidate's space; the best refitted on all rows."
+    "Cross-validated grid, random or successive-halving search over the candidate's space; the best refitted on all rows (clustering: `tune_clusters`)."
+    if problem.task == "clustering":  # no folds: each setting is fitted on the training rows and its assignment scored
+        from mlkit.clusters import tune_clusters
+        return tune_clusters(X, problem, preprocessor, name, params, search, n_iter, max_rows)
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401 (scikit-learn's own opt-in)
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, HalvingRandomSearchCV
     from mlkit.models import candidate_pipeline, jobs_for, threads_for
@@ -142,6 +150,9 @@ def compare_on_validation(pipelines:dict, # name -> pipeline fitted on the train
                          ) -> pd.DataFrame: # one row per pipeline: every metric of the task, best first by the problem's metric
     "Score fitted pipelines on the validation split, best first."
     from mlkit.evaluate import predict_and_score
+    if problem.task == "clustering":
+        from mlkit.clusters import compare_clusterings_on
+        return compare_clusterings_on(pipelines, X, y, problem)
     rows = [{"pipeline": k, **predict_and_score(p, X, y, problem.task)[0]} for k, p in pipelines.items()]
     t = pd.DataFrame(rows)
     return t.sort_values(problem.metric, ascending=not problem.greater_is_better, kind="stable", ignore_index=True)

@@ -18,7 +18,7 @@ NOTEBOOKS = ROOT / "notebooks"
 SECTIONS = [
     ("Foundations", ["core", "constraints", "metrics", "problem"]),
     ("Data in", ["sources", "data", "conversions", "profiling"]),
-    ("Modelling", ["features", "split", "models", "evaluate", "tune"]),
+    ("Modelling", ["features", "split", "models", "evaluate", "tune", "clusters"]),
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
     ("The chain", ["stages", "runfolder", "cache", "runner", "guard", "runs", "run_report", "cluster", "sweep", "tracking", "cli"]),
