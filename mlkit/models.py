@@ -266,7 +266,7 @@ def compare(X:pd.DataFrame, # training features
 # %% ../notebooks/models.ipynb #6cb05001
 def choose(board:pd.DataFrame, # a leaderboard from `compare`
            problem, # the `Problem` (metric and its direction)
-          ) -> dict: # {'name', 'metric', 'score', 'sd'}; clustering adds 'params' (the cluster count) and 'k'
+          ) -> dict: # {'name', 'metric', 'score', 'sd'}; clustering adds 'model' (the leaderboard's row), 'params' and 'k'
     "The best candidate by the problem's metric (ties go to the faster fit); candidates left out are not chosen."
     scored = board.dropna(subset=["score"])
     if scored.empty:
@@ -275,5 +275,5 @@ def choose(board:pd.DataFrame, # a leaderboard from `compare`
                         f"No candidate has a {problem.metric} score.")
     best = scored.sort_values(["score", "fit_seconds"], ascending=[not problem.greater_is_better, True]).iloc[0]
     out = {"name": best.get("method", best.model), "metric": problem.metric, "score": float(best.score), "sd": float(best.sd)}
-    if problem.task == "clustering": out.update(params=dict(best.params), k=int(best.k))
+    if problem.task == "clustering": out.update(model=best.model, params=dict(best.params), k=int(best.k))  # e.g. 'ward k=3' of 'ward'
     return out
