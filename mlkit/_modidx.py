@@ -462,6 +462,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.runner._start_kernel': ('runner.html#_start_kernel', 'mlkit/runner.py'),
                               'mlkit.runner._stop_kernel': ('runner.html#_stop_kernel', 'mlkit/runner.py'),
                               'mlkit.runner._versions': ('runner.html#_versions', 'mlkit/runner.py'),
+                              'mlkit.runner._warm_imports': ('runner.html#_warm_imports', 'mlkit/runner.py'),
                               'mlkit.runner.chain_constraints': ('runner.html#chain_constraints', 'mlkit/runner.py'),
                               'mlkit.runner.chain_parameters': ('runner.html#chain_parameters', 'mlkit/runner.py'),
                               'mlkit.runner.check_params': ('runner.html#check_params', 'mlkit/runner.py'),

@@ -500,6 +500,10 @@ def _restored(stage:str, key:str, cache, run:RunFolder, record:dict, echo):
     echo(f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12} cached  {done['seconds']:6.1f}s  (from {came})")
     return True
 
+def _warm_imports():
+    "Import what runs between stages (papermill; nbconvert, about 1 s, for the stages' pages) while a kernel starts."
+    import papermill, nbconvert, nbformat  # noqa: F401
+
 def _run_stages(todo:list, # the stages to run, in order
                 run:RunFolder, # the run folder
                 record:dict, # the run record
@@ -527,6 +531,7 @@ def _run_stages(todo:list, # the stages to run, in order
         owns = {s: own_key(key_parts(s, run.path, mine(s), library=library, env=env)) for s in todo}
         if cache is None or force or not all(cache.seen(o) for o in owns.values()):
             spare = start()  # a stage will run: its kernel starts while the cached ones are placed
+            _in_thread(_warm_imports)  # and what renders each stage's page, meanwhile: not after the first stage that runs
         try:
             for k, stage in enumerate(todo):
                 own = mine(stage)
