@@ -10,6 +10,10 @@ MVENV  := .venv-mlflow
 GVENV  := .venv-nbgrader
 LAB    ?= workshop/student
 
+# The test files run side by side, one worker per core (pytest-xdist), each file whole on one worker: most of a test's
+# time is a kernel executing a notebook on one core. `make test PYTEST_ARGS=-n0` runs them one after another.
+PYTEST_ARGS ?= -n auto --dist loadfile
+
 .PHONY: install run test docs crosscheck tracking grading lab bench clean
 
 $(STAMP): pyproject.toml
