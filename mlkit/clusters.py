@@ -7,17 +7,16 @@ from __future__ import annotations
 import time
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils.metaestimators import available_if
+import threading
 from .core import DataError, ParameterError
 from .constraints import validate_params, Interval
 
 # %% auto #0
 __all__ = ['METHODS', 'MINIBATCH_ROWS', 'WARD_ROWS', 'HDBSCAN_ROWS', 'GMM_ROWS', 'SCORE_ROWS', 'COMPARE_ROWS', 'CLUSTER_SPACES',
-           'ClusterModel', 'assign_frame', 'cluster_scores', 'score_clusters', 'compare_clusterings',
-           'plot_metric_by_k', 'cluster_profiles', 'cluster_means', 'plot_projection', 'plot_silhouette', 'crosstab',
-           'stability', 'cluster_space', 'tune_clusters', 'compare_clusterings_on', 'cluster_learning_curve',
-           'cluster_importance', 'cluster_shares']
+           'assign_frame', 'cluster_scores', 'score_clusters', 'compare_clusterings', 'plot_metric_by_k',
+           'cluster_profiles', 'cluster_means', 'plot_projection', 'plot_silhouette', 'crosstab', 'stability',
+           'cluster_space', 'tune_clusters', 'compare_clusterings_on', 'cluster_learning_curve', 'cluster_importance',
+           'cluster_shares']
 
 # %% ../notebooks/clusters.ipynb #fbfd96b9
 METHODS = ("baseline", "kmeans", "gmm", "ward", "hdbscan")
@@ -38,83 +37,100 @@ def _nearest(X, centers):
     from sklearn.metrics import pairwise_distances_argmin_min
     return pairwise_distances_argmin_min(np.asarray(X, float), centers)
 
-class ClusterModel(ClusterMixin, BaseEstimator):
-    "A clustering method that also assigns new rows: k-means, Gaussian mixture, Ward or HDBSCAN (nearest centre), or a random baseline."
-    def __init__(self, method:str="kmeans", # one of `METHODS`
-                 n_clusters:int=3, # clusters to find (HDBSCAN finds its own number)
-                 covariance_type:str="full", # Gaussian mixture: 'full', 'tied', 'diag' or 'spherical'
-                 min_cluster_size:int=10, # HDBSCAN: the smallest group that counts as a cluster
-                 random_state:int=42, # the seed
-                 minibatch_rows:int=MINIBATCH_ROWS, # k-means runs as mini-batch k-means above this many rows
-                ):
-        self.method, self.n_clusters, self.covariance_type = method, n_clusters, covariance_type
-        self.min_cluster_size, self.random_state, self.minibatch_rows = min_cluster_size, random_state, minibatch_rows
+def _cluster_model():
+    "Define `ClusterModel`. Its base classes load scikit-learn (~0.6 s), so the class is made on first use, not on import."
+    from sklearn.base import BaseEstimator, ClusterMixin
+    from sklearn.utils.metaestimators import available_if
 
-    def fit(self, X, y=None):
-        "Fit the method on X (y, an outside label, is ignored)."
-        from sklearn import cluster, mixture
-        if self.method not in METHODS:
-            raise ParameterError(f"ClusterModel's method must be one of {', '.join(METHODS)}. Got {self.method!r}.")
-        X = np.asarray(X, float)
-        n, seed, k = len(X), self.random_state, int(self.n_clusters)
-        if self.method != "hdbscan" and k > n:
-            raise DataError(f"{k} clusters were asked for but there are only {n} rows to fit on. Ask for fewer "
-                            "clusters (max_clusters in 05_select), or give more rows.")
-        self.n_features_in_, self.estimator_, self.noise_share_ = X.shape[1], None, 0.0
-        if self.method == "baseline":
-            self.centers_ = X[np.random.default_rng(seed).choice(n, k, replace=False)]
-        elif self.method == "kmeans":
-            est = (cluster.MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=2048) if n > self.minibatch_rows
-                   else cluster.KMeans(k, random_state=seed, n_init=4))
-            self.centers_ = est.fit(X).cluster_centers_
-            self.fitted_as_ = type(est).__name__
-        elif self.method == "gmm":
-            rows = _sample(n, GMM_ROWS, seed)
-            self.estimator_ = mixture.GaussianMixture(k, covariance_type=self.covariance_type, random_state=seed,
-                                                      reg_covar=1e-4).fit(X[rows])
-            self.centers_ = self.estimator_.means_
-        else:
-            rows = _sample(n, WARD_ROWS if self.method == "ward" else HDBSCAN_ROWS, seed)
-            if self.method == "ward": labels = cluster.AgglomerativeClustering(k, linkage="ward").fit_predict(X[rows])
-            else: labels = cluster.HDBSCAN(min_cluster_size=int(self.min_cluster_size), copy=True).fit_predict(X[rows])
-            found = sorted(set(labels) - {-1})
-            self.noise_share_ = float(np.mean(labels == -1))
-            if not found:  # HDBSCAN found no cluster: everything is one group
-                found, labels = [0], np.zeros_like(labels)
-            self.centers_ = np.vstack([X[rows][labels == c].mean(axis=0) for c in found])
-        self.classes_ = np.arange(len(self.centers_))
-        self.labels_ = self.predict(X)
-        return self
+    class ClusterModel(ClusterMixin, BaseEstimator):
+        "A clustering method that also assigns new rows: k-means, Gaussian mixture, Ward or HDBSCAN (nearest centre), or a random baseline."
+        def __init__(self, method:str="kmeans", # one of `METHODS`
+                     n_clusters:int=3, # clusters to find (HDBSCAN finds its own number)
+                     covariance_type:str="full", # Gaussian mixture: 'full', 'tied', 'diag' or 'spherical'
+                     min_cluster_size:int=10, # HDBSCAN: the smallest group that counts as a cluster
+                     random_state:int=42, # the seed
+                     minibatch_rows:int=MINIBATCH_ROWS, # k-means runs as mini-batch k-means above this many rows
+                    ):
+            self.method, self.n_clusters, self.covariance_type = method, n_clusters, covariance_type
+            self.min_cluster_size, self.random_state, self.minibatch_rows = min_cluster_size, random_state, minibatch_rows
 
-    def predict(self, X):
-        "The cluster of each row: the most likely component (Gaussian mixture), random (baseline), else the nearest centre."
-        X = np.asarray(X, float)
-        if self.method == "gmm": return self.estimator_.predict(X)
-        if self.method == "baseline":
-            return np.random.default_rng(self.random_state).integers(len(self.centers_), size=len(X))
-        return _nearest(X, self.centers_)[0]
+        def fit(self, X, y=None):
+            "Fit the method on X (y, an outside label, is ignored)."
+            from sklearn import cluster, mixture
+            if self.method not in METHODS:
+                raise ParameterError(f"ClusterModel's method must be one of {', '.join(METHODS)}. Got {self.method!r}.")
+            X = np.asarray(X, float)
+            n, seed, k = len(X), self.random_state, int(self.n_clusters)
+            if self.method != "hdbscan" and k > n:
+                raise DataError(f"{k} clusters were asked for but there are only {n} rows to fit on. Ask for fewer "
+                                "clusters (max_clusters in 05_select), or give more rows.")
+            self.n_features_in_, self.estimator_, self.noise_share_ = X.shape[1], None, 0.0
+            if self.method == "baseline":
+                self.centers_ = X[np.random.default_rng(seed).choice(n, k, replace=False)]
+            elif self.method == "kmeans":
+                est = (cluster.MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=2048) if n > self.minibatch_rows
+                       else cluster.KMeans(k, random_state=seed, n_init=4))
+                self.centers_ = est.fit(X).cluster_centers_
+                self.fitted_as_ = type(est).__name__
+            elif self.method == "gmm":
+                rows = _sample(n, GMM_ROWS, seed)
+                self.estimator_ = mixture.GaussianMixture(k, covariance_type=self.covariance_type, random_state=seed,
+                                                          reg_covar=1e-4).fit(X[rows])
+                self.centers_ = self.estimator_.means_
+            else:
+                rows = _sample(n, WARD_ROWS if self.method == "ward" else HDBSCAN_ROWS, seed)
+                if self.method == "ward": labels = cluster.AgglomerativeClustering(k, linkage="ward").fit_predict(X[rows])
+                else: labels = cluster.HDBSCAN(min_cluster_size=int(self.min_cluster_size), copy=True).fit_predict(X[rows])
+                found = sorted(set(labels) - {-1})
+                self.noise_share_ = float(np.mean(labels == -1))
+                if not found:  # HDBSCAN found no cluster: everything is one group
+                    found, labels = [0], np.zeros_like(labels)
+                self.centers_ = np.vstack([X[rows][labels == c].mean(axis=0) for c in found])
+            self.classes_ = np.arange(len(self.centers_))
+            self.labels_ = self.predict(X)
+            return self
 
-    def _has_proba(self): return self.method == "gmm"
+        def predict(self, X):
+            "The cluster of each row: the most likely component (Gaussian mixture), random (baseline), else the nearest centre."
+            X = np.asarray(X, float)
+            if self.method == "gmm": return self.estimator_.predict(X)
+            if self.method == "baseline":
+                return np.random.default_rng(self.random_state).integers(len(self.centers_), size=len(X))
+            return _nearest(X, self.centers_)[0]
 
-    @available_if(_has_proba)
-    def predict_proba(self, X):
-        "Membership probabilities, one column per cluster (Gaussian mixture only)."
-        return self.estimator_.predict_proba(np.asarray(X, float))
+        def _has_proba(self): return self.method == "gmm"
 
-    def distance(self, X, labels=None):
-        "The distance of each row to the centre of its cluster (in the preprocessed feature space)."
-        X = np.asarray(X, float)
-        labels = self.predict(X) if labels is None else np.asarray(labels)
-        return np.linalg.norm(X - self.centers_[labels], axis=1)
+        @available_if(_has_proba)
+        def predict_proba(self, X):
+            "Membership probabilities, one column per cluster (Gaussian mixture only)."
+            return self.estimator_.predict_proba(np.asarray(X, float))
 
-    @property
-    def assigner(self) -> str:
-        "How new rows are assigned, in words."
-        return {"baseline": "at random (a baseline)", "kmeans": "to the nearest k-means centre",
-                "gmm": "to the most likely mixture component, with membership probabilities",
-                "ward": "to the nearest centre of Ward's clusters (a nearest-centre assigner fitted on them)",
-                "hdbscan": "to the nearest centre of HDBSCAN's clusters (a nearest-centre assigner fitted on them; "
-                           "noise points left out of the centres)"}[self.method]
+        def distance(self, X, labels=None):
+            "The distance of each row to the centre of its cluster (in the preprocessed feature space)."
+            X = np.asarray(X, float)
+            labels = self.predict(X) if labels is None else np.asarray(labels)
+            return np.linalg.norm(X - self.centers_[labels], axis=1)
+
+        @property
+        def assigner(self) -> str:
+            "How new rows are assigned, in words."
+            return {"baseline": "at random (a baseline)", "kmeans": "to the nearest k-means centre",
+                    "gmm": "to the most likely mixture component, with membership probabilities",
+                    "ward": "to the nearest centre of Ward's clusters (a nearest-centre assigner fitted on them)",
+                    "hdbscan": "to the nearest centre of HDBSCAN's clusters (a nearest-centre assigner fitted on them; "
+                               "noise points left out of the centres)"}[self.method]
+
+    ClusterModel.__module__, ClusterModel.__qualname__ = __name__, "ClusterModel"  # where pickle and skops find it
+    return ClusterModel
+
+_made = threading.Lock()
+
+def __getattr__(name):
+    "`mlkit.clusters.ClusterModel`, made on first use (PEP 562): `mlkit run` reads this module's constraints without scikit-learn."
+    if name != "ClusterModel": raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _made:
+        if "ClusterModel" not in globals(): globals()["ClusterModel"] = _cluster_model()
+    return globals()["ClusterModel"]
 
 # %% ../notebooks/clusters.ipynb #ad5caa4b
 def assign_frame(pipeline, # a fitted pipeline ending in a `ClusterModel` (or a `ClusterModel`)
