@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
-           'StageSkipped', 'write_json']
+           'StageSkipped', 'write_json', 'die_with_parent']
 
 # %% ../notebooks/core.ipynb #f2adafc0
 class MlkitError(Exception):
@@ -68,3 +68,12 @@ def write_json(path, # the file to write (its folder is created)
     tmp.write_text(json.dumps(obj, indent=2, default=_jsonable, allow_nan=True) + "\n")
     tmp.replace(path)
     return path
+
+# %% ../notebooks/core.ipynb #ae512b97
+def die_with_parent(sig:int=15, # the signal to receive when the parent dies (SIGTERM)
+                   ):
+    "In a child process: ask Linux (PR_SET_PDEATHSIG) to send it `sig` when its parent dies; elsewhere nothing."
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # 1 is PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass

@@ -12,10 +12,10 @@ from .runfolder import RunFolder, write_json
 from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages, run_command, resume_command, shell_path
 
 # %% auto #0
-__all__ = ['PATH_PARAMETERS', 'DECLARING', 'CHECKED_WITH_DATA', 'KERNEL_NAME', 'PRELOAD', 'template_parameters',
-           'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file', 'check_params', 'data_source',
-           'check_problem', 'chain_constraints', 'check_settings', 'checked_problem', 'StageFailed', 'new_run_dir',
-           'run_chain']
+__all__ = ['PATH_PARAMETERS', 'DECLARING', 'CHECKED_WITH_DATA', 'KERNEL_NAME', 'PRELOAD', 'PROVISIONER', 'SERVER_VAR',
+           'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file',
+           'check_params', 'data_source', 'check_problem', 'chain_constraints', 'check_settings', 'checked_problem',
+           'forking', 'StageFailed', 'new_run_dir', 'run_chain']
 
 # %% ../notebooks/runner.ipynb #7337e58f
 @lru_cache(maxsize=None)
@@ -264,22 +264,39 @@ def checked_problem(params:dict, # every chain parameter, defaults filled in (up
 
 # %% ../notebooks/runner.ipynb #6cfd9d67
 KERNEL_NAME = "mlkit-python"
-# Imported by each kernel process while it starts: the libraries every stage uses anyway.
+# Imported once by the kernel server (or, without it, by each kernel while it starts): the libraries every stage uses.
 PRELOAD = ("import numpy, pandas, scipy.stats, sklearn.base, sklearn.pipeline, sklearn.compose, sklearn.preprocessing, "
            "sklearn.impute, sklearn.model_selection, sklearn.metrics, sklearn.linear_model, sklearn.ensemble, "
            "skops.io, seaborn, mlkit.runfolder, mlkit.problem")
+PROVISIONER = "mlkit-forked-provisioner"  # `mlkit.kernels.ForkedKernelProvisioner`'s entry point (pyproject.toml)
+SERVER_VAR = "MLKIT_KERNEL_SERVER"  # the socket of a kernel server another process runs, for this run's kernels
+
+def forking(environ=None, # the environment to read `MLKIT_FORK_KERNELS` in; this process's when None
+           ) -> bool:
+    "Whether kernels are forked from a kernel server (`mlkit.kernels`): on Linux, unless `MLKIT_FORK_KERNELS=0`, if installed."
+    environ = os.environ if environ is None else environ
+    if sys.platform != "linux" or environ.get("MLKIT_FORK_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    from importlib.metadata import distribution, PackageNotFoundError
+    try: return any(e.name == PROVISIONER for e in distribution("mlkit").entry_points.select(group="jupyter_client.kernel_provisioners"))
+    except PackageNotFoundError: return False
 
 class _Kernelspec:
-    "A context manager exposing a kernelspec that runs `sys.executable`."
+    "A context manager exposing a kernelspec that runs `sys.executable` (forked from a kernel server where `forking()`)."
     def __enter__(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="mlkit-kernel-")
         d = Path(self.tmp.name)/"kernels"/KERNEL_NAME
         d.mkdir(parents=True)
         boot = f"{PRELOAD}\nfrom ipykernel.kernelapp import launch_new_instance\nlaunch_new_instance()"
+        shared = os.environ.get(SERVER_VAR)  # a kernel server another process runs (a sweep's worker), if it is there
+        self.owned = forking() and not (shared and Path(shared).exists())
+        self.server = f"{self.tmp.name}/server" if self.owned else shared if forking() else None
         (d/"kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-c", boot, "-f", "{connection_file}"],
             "display_name": "mlkit (Python)", "language": "python",
-            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}}))
+            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+            "metadata": {"kernel_provisioner": {"provisioner_name": PROVISIONER, "config": {
+                "server": self.server, "preload": PRELOAD if self.owned else None}}} if self.server else {}}))
         self.old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join([self.tmp.name] + ([self.old] if self.old else []))
         self.n = 0
@@ -289,6 +306,8 @@ class _Kernelspec:
         self.n += 1
         return f"{self.tmp.name}/k{self.n}"
     def __exit__(self, *exc):
+        if self.server and "mlkit.kernels" in sys.modules:  # a kernel started: it started the server, if this run owns it
+            sys.modules["mlkit.kernels"].close_server(self.server)
         if self.old is None: os.environ.pop("JUPYTER_PATH", None)
         else: os.environ["JUPYTER_PATH"] = self.old
         self.tmp.cleanup()
@@ -501,8 +520,10 @@ def _restored(stage:str, key:str, cache, run:RunFolder, record:dict, echo):
     return True
 
 def _warm_imports():
-    "Import what runs between stages (papermill; nbconvert, about 1 s, for the stages' pages) while a kernel starts."
-    import papermill, nbconvert, nbformat  # noqa: F401
+    "Import what runs between stages (papermill; nbconvert, about 1 s, and its page templates) while a kernel starts."
+    import papermill, nbformat  # noqa: F401
+    from mlkit.run_report import notebook_html
+    notebook_html(nbformat.v4.new_notebook())  # compiles the templates every stage's page uses
 
 def _run_stages(todo:list, # the stages to run, in order
                 run:RunFolder, # the run folder
@@ -526,7 +547,7 @@ def _run_stages(todo:list, # the stages to run, in order
     with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
         start = lambda: pool.submit(_start_kernel, KERNEL_NAME, run.path, spec.sockets())
         km, spare = None, None  # a kernel starts only for a stage that runs, the next one meanwhile
-        stop = lambda km: _result(pool.submit(_stop_kernel, km))  # kernels start and stop in the pool's thread
+        stop = lambda km: pool.submit(_stop_kernel, km)  # kernels start and stop in the pool's thread; the run goes on meanwhile
         mine = lambda stage: {n: params[n] for n in specs[stage] if n in params}
         owns = {s: own_key(key_parts(s, run.path, mine(s), library=library, env=env)) for s in todo}
         if cache is None or force or not all(cache.seen(o) for o in owns.values()):

@@ -12,7 +12,7 @@ __all__ = ['logger', 'MAX_RECORDS', 'MODEL_ENV', 'LOG_ENV', 'create_app', 'app_f
 import atexit, json, logging, os, re, socket, subprocess, sys, tempfile, threading, time, uuid, weakref
 import numpy as np
 from pathlib import Path
-from .core import ModelPackageError, ParameterError, ServiceError
+from .core import ModelPackageError, ParameterError, ServiceError, die_with_parent
 from .constraints import validate_params, Interval
 from .package import load_package, read_metadata
 from .predlog import PredictionLog, JSONText, default_log_url, as_url, read_log
@@ -189,9 +189,8 @@ def _port_socket(host:str, # the address
 
 def _worker(host:str, port:int, access_log:bool):
     "One worker of `serve(workers=N)`: uvicorn serving `app_from_env` on a socket of its own; it stops when its supervisor dies."
-    import ctypes, signal, uvicorn
-    try: ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed supervisor takes its workers with it
-    except (OSError, AttributeError): pass
+    import uvicorn
+    die_with_parent()  # a killed supervisor takes its workers with it
     config = uvicorn.Config("mlkit.serve:app_from_env", factory=True, log_level="info", access_log=access_log)
     uvicorn.Server(config).run(sockets=[_port_socket(host, port)])
 

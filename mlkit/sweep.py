@@ -6,12 +6,12 @@
 from __future__ import annotations
 import datetime as dt, difflib, hashlib, itertools, json, os, signal, subprocess, sys, time
 from pathlib import Path
-from .core import MlkitError, ParameterError, StageError, write_json
+from .core import MlkitError, ParameterError, StageError, write_json, die_with_parent
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'NOT_IN_SWEEP', 'BOOT', 'read_grid', 'expand', 'variant_id', 'check_variants', 'shared_stages',
-           'cache_friendly_order', 'variant_command', 'run_variant', 'open_cluster', 'SweepFailed', 'run_sweep',
-           'sweep_table']
+           'cache_friendly_order', 'variant_command', 'worker_kernels', 'run_variant', 'open_cluster', 'SweepFailed',
+           'run_sweep', 'sweep_table']
 
 # %% ../notebooks/sweep.ipynb #2dcac827
 GRID_KEYS = ("params", "grid", "variants") # what a grid file may hold
@@ -150,13 +150,6 @@ def variant_command(run_dir, # the variant's run folder
     return argv + (["--from", start] if start else []) + (["--to", stop] if stop else [])
 
 # %% ../notebooks/sweep.ipynb #dce28f9c
-def _die_with_parent():
-    "In the child, before it starts: ask Linux to send it SIGTERM when the worker that started it dies."
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception: pass
-
 def _where() -> str:
     "The Dask worker this runs on, or 'here'."
     try:
@@ -164,6 +157,35 @@ def _where() -> str:
         w = get_worker()
         return f"{w.name} ({w.address})" if str(w.name) != w.address else w.address
     except (ImportError, ValueError): return "here"
+
+def _variant_env() -> dict:
+    "The environment of a variant's `mlkit run` on this worker: one thread each, and no MLflow of its own (the sweep logs it)."
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+            "MLKIT_JOBS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+_worker_server: dict = {}  # this worker's kernel server: "server", "identity", "folder"
+
+def worker_kernels(env:dict|None=None, # the variants' environment (`_variant_env()` when None)
+                  ) -> dict: # {"MLKIT_KERNEL_SERVER": socket} to add to the variants' environment, or {} without forking
+    "This worker's kernel server for its variants' kernels: started on first use, again when mlkit or the libraries change."
+    import threading, tempfile, shutil, atexit
+    from mlkit.runner import forking, PRELOAD, SERVER_VAR
+    env = {k: v for k, v in (env or _variant_env()).items() if k != SERVER_VAR}
+    if not forking(env): return {}
+    from mlkit.kernels import KernelServer
+    from mlkit.cache import library_sha256, versions
+    # what the server's imports depend on: a worker that outlives an upgrade must not fork kernels with the old code
+    identity = hashlib.sha256(json.dumps([library_sha256(), versions(), PRELOAD, sorted(env.items())]).encode()).hexdigest()
+    with _worker_server.setdefault("lock", threading.Lock()):
+        if _worker_server.get("identity") != identity:
+            if _worker_server.get("server"):
+                _worker_server["server"].close(); shutil.rmtree(_worker_server["folder"], ignore_errors=True)
+            folder = tempfile.mkdtemp(prefix="mlkit-w-")
+            _worker_server.update(server=KernelServer(f"{folder}/server", PRELOAD).start(env), identity=identity, folder=folder)
+            if not _worker_server.get("atexit"):
+                _worker_server["atexit"] = True
+                atexit.register(lambda: (_worker_server["server"].close(), shutil.rmtree(_worker_server["folder"], ignore_errors=True)))
+        return {SERVER_VAR: _worker_server["server"].path}
 
 def _settled(run_dir:Path, wait:float) -> dict|None:
     "The variant's run record once no process writes into it any more (waiting up to `wait` seconds for one that does)."
@@ -207,8 +229,8 @@ def run_variant(run_dir, # the variant's run folder
         return {**out, "status": "failed", "error": f"another mlkit run is still writing into {run_dir} "
                 f"(pid {(before.get('process') or {}).get('pid')} on {(before.get('process') or {}).get('host')})"}
     if stop_file and Path(stop_file).exists(): return {**out, "status": "not run"}  # the sweep was stopped before this began
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # the sweep logs its variants, nested
-           "MLKIT_JOBS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = _variant_env()
+    if where != "here": env.update(worker_kernels(env))  # on a Dask worker, its variants' kernels come from one server
     argv = [sys.executable, "-c", BOOT] + variant_command(run_dir, params, start if what == "resume" else None, stop)
     log = Path(log) if log else run_dir.with_name(run_dir.name + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +238,7 @@ def run_variant(run_dir, # the variant's run folder
         f.write(f"mlkit sweep: {dt.datetime.now().isoformat(timespec='seconds')} on worker {where}, "
                 + (f"resuming from {start}" if what == "resume" else "starting") + f": {' '.join(argv[3:])}\n"); f.flush()
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
         stopped = False
         try:
             while proc.poll() is None:
@@ -340,6 +362,7 @@ def run_sweep(grid, # the grid file (YAML): params, grid, variants
         if todo:
             record["cluster"] = where
             echo(f"mlkit sweep: running {len(todo)} on {where}")
+            client.run(worker_kernels)  # each worker's kernel server starts importing now, while the shared stages run
             _run_shared(client, out, variants, todo, record, echo)
             _run_variants(client, out, cache_friendly_order(todo), entries, record, echo)
         record["status"] = "succeeded" if all(e["status"] == "succeeded" for e in record["variants"]) else "failed"

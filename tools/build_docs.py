@@ -21,7 +21,7 @@ SECTIONS = [
     ("Modelling", ["features", "split", "models", "evaluate", "tune", "clusters"]),
     ("The model in use", ["persist", "package", "card", "schema", "batch", "predlog", "serve"]),
     ("Watching it", ["drift", "monitor", "monitor_report", "retrain"]),
-    ("The chain", ["stages", "runfolder", "cache", "runner", "guard", "runs", "run_report", "cluster", "sweep", "tracking", "cli"]),
+    ("The chain", ["stages", "runfolder", "cache", "runner", "kernels", "guard", "runs", "run_report", "cluster", "sweep", "tracking", "cli"]),
     ("Teaching", ["exercises", "workshop"]),
 ]
 DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
