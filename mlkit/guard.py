@@ -9,11 +9,16 @@ from pathlib import Path
 from .stages import resume_command, shell_path as _here
 
 # %% auto #0
-__all__ = ['TOKEN_VAR', 'SIGNALS', 'process_identity', 'same_process', 'process_alive', 'run_state', 'mark_interrupted',
-           'token_processes', 'stop_processes', 'RunInterrupted', 'settle', 'guard', 'main', 'RunGuard']
+__all__ = ['TOKEN_VAR', 'SIGNALS', 'new_token', 'process_identity', 'same_process', 'process_alive', 'run_state',
+           'mark_interrupted', 'token_processes', 'stop_processes', 'RunInterrupted', 'settle', 'guard', 'main',
+           'RunGuard']
 
 # %% ../notebooks/guard.ipynb #f8e8ccdf
 TOKEN_VAR = "MLKIT_RUN_TOKEN"  # the environment variable every process of a run inherits
+
+def new_token() -> str:
+    "A token for a run: unique, and short enough to read in a process listing."
+    return uuid.uuid4().hex
 
 def process_identity(pid:int|None=None, # a process id; this process when None
                     ) -> dict: # {"pid", "host", "started"}: what tells this process from a later one with the same pid
@@ -184,12 +189,13 @@ class RunGuard:
     "A context manager for one run: a token in the environment, signals as `RunInterrupted`, a guardian, a final sweep."
     def __init__(self, run_json, # the run's run.json, which the guardian settles if the runner dies
                  grace:float=2.0, # seconds between SIGTERM and SIGKILL when stopping the run's processes
+                 token:str|None=None, # the run's token, when processes started before the guard must carry it too
                 ):
         self.run_json, self.grace = Path(run_json), grace
-        self.token, self.guardian, self.stopped, self._old = None, None, [], {}
+        self.token, self.guardian, self.stopped, self._old = token, None, [], {}
 
     def __enter__(self):
-        self.token = uuid.uuid4().hex
+        self.token = self.token or new_token()
         self._old_token = os.environ.get(TOKEN_VAR)
         os.environ[TOKEN_VAR] = self.token
         self._fired = False

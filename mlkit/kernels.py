@@ -6,12 +6,10 @@
 from __future__ import annotations
 import os, sys, json, time, signal, socket, select, threading, subprocess
 from pathlib import Path
-from traitlets import Unicode
-from jupyter_client.provisioning import LocalProvisioner
 from .core import die_with_parent
 
 # %% auto #0
-__all__ = ['SERVERS', 'serve', 'ForkedKernel', 'KernelServer', 'close_server', 'ForkedKernelProvisioner']
+__all__ = ['SERVERS', 'serve', 'ForkedKernel', 'KernelServer', 'start_server', 'close_server']
 
 # %% ../notebooks/kernels.ipynb #67420114
 def _line(sock:socket.socket, buf:bytearray, timeout:float|None) -> bytes|None:
@@ -72,11 +70,13 @@ def serve(listener_fd:int, # a listening Unix socket, bound by the process that 
     import gc, selectors
     listener = socket.socket(fileno=listener_fd)
     path = listener.getsockname()
+    gc.disable()  # importing makes objects by the hundred thousand: collecting them meanwhile costs a fifth of the time
     try: exec(preload, {})
     except BaseException as e: print(f"mlkit kernel server: the kernels will import for themselves ({type(e).__name__}: {e})", file=sys.stderr)
     try: import ipykernel.kernelapp, ipykernel.ipkernel  # noqa: F401
     except ImportError: pass
     gc.freeze()  # what is imported now stays on pages the kernels share: the collector does not touch them
+    gc.enable()
     sig_r, sig_w = os.pipe()
     for fd in (sig_r, sig_w): os.set_blocking(fd, False)
     signal.set_wakeup_fd(sig_w)
@@ -155,7 +155,7 @@ class KernelServer:
     def __init__(self, path:str, # the server's Unix socket (a path of ~100 characters at most)
                  preload:str|None, # Python statements the server runs once; None: a server another process runs
                 ):
-        self.path, self.preload, self.proc, self._lock = str(path), preload, None, threading.Lock()
+        self.path, self.preload, self.proc, self.forked, self._lock = str(path), preload, None, 0, threading.Lock()
     def start(self, env:dict|None=None, # the server's environment (its kernels get their own); this process's when None
              ):
         "Start the server if this process owns it and it is not running; return at once (it imports on its own)."
@@ -190,36 +190,63 @@ class KernelServer:
             why = "did not answer in time" if msg is None else "ended"
             raise RuntimeError(f"mlkit's kernel server at {self.path} {why} before it forked a kernel; "
                                "MLKIT_FORK_KERNELS=0 starts each kernel as a new Python")
+        self.forked += 1
         return ForkedKernel(json.loads(msg)["pid"], sock, buf)
     def close(self):
         "Stop the server, and any kernel it still runs, if this process started it."
         with self._lock:
             if self.proc is None: return
             os.close(self._w)
+            if not self.forked: self.proc.kill()  # started ahead of a kernel that was never asked for: it may be importing still
             try: self.proc.wait(10)
             except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
             self.proc = None
+            try: os.unlink(self.path)
+            except OSError: pass
 
 # %% ../notebooks/kernels.ipynb #594b963c
 SERVERS: dict = {}  # socket path → the `KernelServer` this process uses there
 _servers_lock = threading.Lock()
+
+def start_server(path:str, # the server's socket
+                 preload:str, # what it imports
+                 env:dict, # its environment
+                ) -> KernelServer:
+    "Start the server this process owns at `path` now, ahead of its first kernel (which would start it otherwise)."
+    with _servers_lock: server = SERVERS.setdefault(str(path), KernelServer(path, preload))
+    return server.start(env)
 
 def close_server(path:str):
     "Stop the kernel server at `path`, if this process started one there; forget it either way."
     with _servers_lock: server = SERVERS.pop(str(path), None)
     if server is not None: server.close()
 
-class ForkedKernelProvisioner(LocalProvisioner):
-    "jupyter_client's local provisioner, with kernels forked by mlkit's kernel server instead of started anew."
-    server = Unicode(config=True, help="the kernel server's socket")
-    preload = Unicode(None, allow_none=True, config=True,
-                      help="what the server imports; None when another process runs the server")
-    async def launch_kernel(self, cmd:list, **kwargs):
-        with _servers_lock:
-            server = SERVERS.get(self.server) or SERVERS.setdefault(self.server, KernelServer(self.server, self.preload))
-        env, cwd = kwargs.get("env") or dict(os.environ), kwargs.get("cwd") or os.getcwd()
-        # cmd is the kernelspec's argv, `python -c BOOT -f CONNECTION_FILE`: the forked kernel takes what follows BOOT
-        self.process = server.fork(cmd[3:], env, cwd)
-        self.pid = self.pgid = self.process.pid
-        self.cwd = cwd
-        return self.connection_info
+def _provisioner_class():
+    "Define `ForkedKernelProvisioner`: on first use, so that starting a server does not wait for jupyter_client's import."
+    from traitlets import Unicode
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class ForkedKernelProvisioner(LocalProvisioner):
+        "jupyter_client's local provisioner, with kernels forked by mlkit's kernel server instead of started anew."
+        server = Unicode(config=True, help="the kernel server's socket")
+        preload = Unicode(None, allow_none=True, config=True,
+                          help="what the server imports; None when another process runs the server")
+        async def launch_kernel(self, cmd:list, **kwargs):
+            with _servers_lock:
+                server = SERVERS.get(self.server) or SERVERS.setdefault(self.server, KernelServer(self.server, self.preload))
+            env, cwd = kwargs.get("env") or dict(os.environ), kwargs.get("cwd") or os.getcwd()
+            # cmd is the kernelspec's argv, `python -c BOOT -f CONNECTION_FILE`: the forked kernel takes what follows BOOT
+            self.process = server.fork(cmd[3:], env, cwd)
+            self.pid = self.pgid = self.process.pid
+            self.cwd = cwd
+            return self.connection_info
+
+    ForkedKernelProvisioner.__module__ = __name__
+    return ForkedKernelProvisioner
+
+def __getattr__(name):
+    "`ForkedKernelProvisioner`, the entry point jupyter_client loads, made on first use (PEP 562)."
+    if name != "ForkedKernelProvisioner": raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _servers_lock:
+        if name not in globals(): globals()[name] = _provisioner_class()
+    return globals()[name]

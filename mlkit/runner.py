@@ -4,7 +4,7 @@
 
 # %% ../notebooks/runner.ipynb #59fa3310
 from __future__ import annotations
-import os, sys, json, time, shlex, tempfile, datetime as dt, difflib
+import os, sys, json, time, shlex, tempfile, threading, datetime as dt, difflib
 from pathlib import Path
 from functools import lru_cache
 from .core import MlkitError, ParameterError, DataError, StageError, StageSkipped
@@ -13,7 +13,7 @@ from .stages import LAYOUT, stage_names, template, resolve_stage, missing_stages
 
 # %% auto #0
 __all__ = ['PATH_PARAMETERS', 'DECLARING', 'CHECKED_WITH_DATA', 'KERNEL_NAME', 'PRELOAD', 'PROVISIONER', 'SERVER_VAR',
-           'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file',
+           'KERNEL_ENV', 'template_parameters', 'chain_parameters', 'parse_value', 'resolve_paths', 'load_params_file',
            'check_params', 'data_source', 'check_problem', 'chain_constraints', 'check_settings', 'checked_problem',
            'forking', 'StageFailed', 'new_run_dir', 'run_chain']
 
@@ -270,6 +270,7 @@ PRELOAD = ("import numpy, pandas, scipy.stats, sklearn.base, sklearn.pipeline, s
            "skops.io, seaborn, mlkit.runfolder, mlkit.problem")
 PROVISIONER = "mlkit-forked-provisioner"  # `mlkit.kernels.ForkedKernelProvisioner`'s entry point (pyproject.toml)
 SERVER_VAR = "MLKIT_KERNEL_SERVER"  # the socket of a kernel server another process runs, for this run's kernels
+KERNEL_ENV = {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 def forking(environ=None, # the environment to read `MLKIT_FORK_KERNELS` in; this process's when None
            ) -> bool:
@@ -294,18 +295,41 @@ class _Kernelspec:
         (d/"kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-c", boot, "-f", "{connection_file}"],
             "display_name": "mlkit (Python)", "language": "python",
-            "env": {"PYDEVD_DISABLE_FILE_VALIDATION": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+            "env": KERNEL_ENV,
             "metadata": {"kernel_provisioner": {"provisioner_name": PROVISIONER, "config": {
                 "server": self.server, "preload": PRELOAD if self.owned else None}}} if self.server else {}}))
         self.old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join([self.tmp.name] + ([self.old] if self.old else []))
-        self.n = 0
+        self.n, self.starting, self.abandoned, self._lock = 0, None, False, threading.Lock()
         return self
+    def prepare(self):
+        "In the background: start the run's own kernel server, if it has one, and import jupyter_client. Kernels come soon."
+        with self._lock:
+            if self.starting or self.abandoned: return
+            def go(env):
+                if self.owned:
+                    from mlkit.kernels import start_server
+                    with self._lock:
+                        if not self.abandoned: start_server(self.server, PRELOAD, env)
+                from jupyter_client.manager import KernelManager  # noqa: F401  one thread imports it: two at once can fail
+            self.starting = _in_thread(go, {**os.environ, **KERNEL_ENV})
+    def ready(self):
+        "Wait for `prepare`, if it was called."
+        if self.starting: _result(self.starting)
+    def abandon(self):
+        "No kernel is needed after all: stop a server `prepare` started (at once: it may still be importing)."
+        with self._lock:
+            self.abandoned = True
+            if self.owned and "mlkit.kernels" in sys.modules: sys.modules["mlkit.kernels"].close_server(self.server)
+    def unabandon(self):
+        "A kernel is needed after all (`abandon` guessed wrong): `prepare` may start the server again."
+        self.abandoned, self.starting = False, None
     def sockets(self) -> str:
         "A fresh socket path prefix for the next kernel (short: Unix sockets allow ~100 characters)."
         self.n += 1
         return f"{self.tmp.name}/k{self.n}"
     def __exit__(self, *exc):
+        self.ready()  # a server being started is stopped, not left behind
         if self.server and "mlkit.kernels" in sys.modules:  # a kernel started: it started the server, if this run owns it
             sys.modules["mlkit.kernels"].close_server(self.server)
         if self.old is None: os.environ.pop("JUPYTER_PATH", None)
@@ -335,7 +359,7 @@ def _stop_kernel(km):
 
 # %% ../notebooks/runner.ipynb #77095dd9
 import signal, logging, threading
-from .guard import RunGuard, RunInterrupted, run_state, process_identity, mark_interrupted
+from .guard import RunGuard, RunInterrupted, run_state, process_identity, mark_interrupted, new_token, TOKEN_VAR
 
 class StageFailed(StageError):
     "Raised when a template raises while `mlkit run` executes it."
@@ -417,6 +441,11 @@ def _in_thread(fn, *args, **kwargs):
     threading.Thread(target=work, daemon=True, name="mlkit-stage").start()
     return future
 
+def _signal_kernel(km, sig:int):
+    "Send a signal to a kernel's process, whatever started it (best effort)."
+    try: km.provisioner.process.send_signal(sig)
+    except Exception: pass
+
 def _run_stage(stage:str, # the stage's name
                km, # its kernel, started
                run:RunFolder, # the run folder
@@ -443,6 +472,7 @@ def _run_stage(stage:str, # the stage's name
         log = logging.getLogger("papermill")  # quiet: its "Kernel died" is no news, mlkit stopped the kernel
         was, log.disabled = log.disabled, True
         try:
+            _signal_kernel(km, signal.SIGTERM)  # a kernel from a server another process runs does not carry the token
             guard.stop_processes()  # the kernel dies, so papermill ends too, saving the notebook as far as it got
             _result(execution, timeout=10)
         finally: log.disabled = was
@@ -525,6 +555,17 @@ def _warm_imports():
     from mlkit.run_report import notebook_html
     notebook_html(nbformat.v4.new_notebook())  # compiles the templates every stage's page uses
 
+def _own_keys(todo:list, run:RunFolder, params:dict, library:str, env:dict) -> dict:
+    "Each stage's `own_key`: what its key is made of but for what it reads."
+    from mlkit.cache import key_parts, own_key
+    specs = template_parameters()
+    return {s: own_key(key_parts(s, run.path, {n: params[n] for n in specs[s] if n in params}, library=library, env=env))
+            for s in todo}
+
+def _will_run(owns:dict, cache, force) -> bool:
+    "Whether a stage surely runs: no cache, a forced stage, or one whose own key the store never saw."
+    return cache is None or bool(force) or not all(cache.seen(o) for o in owns.values())
+
 def _run_stages(todo:list, # the stages to run, in order
                 run:RunFolder, # the run folder
                 record:dict, # the run record
@@ -536,23 +577,32 @@ def _run_stages(todo:list, # the stages to run, in order
                 force=(), # stages to run even when cached
                 data:dict|None=None, # the data's fingerprint, for 01_define's key
                 previous:dict|None=None, # the folder's earlier run.json: what each stage wrote then
+                spec=None, # the run's `_Kernelspec`, entered (a new one when None)
+                library:str|None=None, # `library_sha256()`, if computed already
+                env:dict|None=None, # `versions()`, if computed already
                ):
     "Run each stage in a fresh kernel, or place its cached results when nothing it depends on changed."
+    from contextlib import nullcontext
     from concurrent.futures import ThreadPoolExecutor
-    from mlkit.cache import key_parts, stage_key, own_key, library_sha256, versions, CacheError
+    from mlkit.cache import key_parts, stage_key, library_sha256, versions, CacheError
     from mlkit.run_report import write_notebook_page
     specs = template_parameters()
-    library, env = library_sha256(), versions()
+    library, env = library or library_sha256(), env or versions()
     wrote = {s["name"]: s.get("files", []) for s in (previous or {}).get("stages", [])}
-    with _Kernelspec() as spec, ThreadPoolExecutor(max_workers=1) as pool:
-        start = lambda: pool.submit(_start_kernel, KERNEL_NAME, run.path, spec.sockets())
+    with (nullcontext(spec) if spec else _Kernelspec()) as spec, ThreadPoolExecutor(max_workers=1) as pool:
+        def start():  # after `prepare`: jupyter_client imported, the server (if any) started
+            sockets = spec.sockets()
+            return pool.submit(lambda: (spec.ready(), _start_kernel(KERNEL_NAME, run.path, sockets))[1])
         km, spare = None, None  # a kernel starts only for a stage that runs, the next one meanwhile
         stop = lambda km: pool.submit(_stop_kernel, km)  # kernels start and stop in the pool's thread; the run goes on meanwhile
         mine = lambda stage: {n: params[n] for n in specs[stage] if n in params}
-        owns = {s: own_key(key_parts(s, run.path, mine(s), library=library, env=env)) for s in todo}
-        if cache is None or force or not all(cache.seen(o) for o in owns.values()):
+        owns = _own_keys(todo, run, params, library, env)
+        if _will_run(owns, cache, force):
+            if spec.abandoned: spec.unabandon()
+            spec.prepare()
             spare = start()  # a stage will run: its kernel starts while the cached ones are placed
-            _in_thread(_warm_imports)  # and what renders each stage's page, meanwhile: not after the first stage that runs
+            first = spare  # what renders each stage's page is imported once that kernel is up: not competing with its server
+            _in_thread(lambda: (_result(first), _warm_imports()))
         try:
             for k, stage in enumerate(todo):
                 own = mine(stage)
@@ -616,6 +666,12 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
               force:str|None=None, # run this stage and every later one even when cached
              ) -> dict: # the run record, as written to `run.json`
     "Check the parameters, then execute the templates from `start` to `stop` into the run folder, reusing cached stages."
+    with _Kernelspec() as spec:
+        spec.prepare()  # the kernel server imports while the parameters and data are checked; dropped if nothing runs
+        return _run_chain(spec, params, out, start, stop, echo, cache, force)
+
+def _run_chain(spec, params, out, start, stop, echo, cache, force) -> dict:
+    "`run_chain`, with the run's kernelspec entered and its server starting."
     names = stage_names()
     forced = names[names.index(resolve_stage(force)):] if force else []
     if cache is True:
@@ -647,6 +703,10 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         given = {**{k: v for k, v in previous.get("params", {}).items() if k in known and k != "run_dir"}, **given}
     given.pop("run_dir", None)
     full = check_params(given, check_data=False)
+    from mlkit.cache import library_sha256, versions
+    library, env, todo = library_sha256(), versions(), names[i0:i1 + 1]
+    if not _will_run(_own_keys(todo, run, full, library, env), cache, forced):
+        spec.abandon()  # every stage may come from the cache: no server (one starts if a stage runs after all)
     data = checked_problem(full, kept=run.path/LAYOUT["raw"].path, cache=cache)
     if "frame" in data:  # a database: its rows are kept in the run folder, and no kernel ever sees its password
         from mlkit.sources import keep_rows
@@ -663,10 +723,11 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
         gone = f" (run.json said running, but its process, pid {previous['process']['pid']}, is gone)" if previous["status"] == "running" else ""
         echo(f"mlkit run: the run in {_quote(run.path)} was interrupted" + (f" in {at}" if at else "") + gone + ".")
     echo(f"mlkit run: stages {names[i0]} to {names[i1]} → {_quote(run.path)}")
-    t_all, todo = time.perf_counter(), names[i0:i1 + 1]
+    t_all = time.perf_counter()
     with RunGuard(run.file("run")) as guard, _reporting(run, echo):
         try:
-            _run_stages(todo, run, record, full, guard, echo, t_all, cache=cache, force=forced, data=data, previous=previous)
+            _run_stages(todo, run, record, full, guard, echo, t_all, cache=cache, force=forced, data=data, previous=previous,
+                        spec=spec, library=library, env=env)
             guard.finishing()  # every stage succeeded: from here on signals are ignored while the run records that
         except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into RunInterrupted
             signum = getattr(e, "signum", signal.SIGINT)
