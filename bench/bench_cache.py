@@ -2,10 +2,12 @@
 
 Each case runs `mlkit run` as a user types it, against a fresh cache of its own ($MLKIT_CACHE), on penguins and on
 a generated 100,000-row table (bench/tables.py; nothing is downloaded). Two figures per run: the command's wall
-time (Python's start and imports included) and the run's own seconds from run.json. Targets (issue 8): an
-unchanged re-run ≤ 0.03 × cold; an 08-only change ≤ the cold run's 08–11 time + 2 s.
+time (Python's start and imports included) and the run's own seconds from run.json. Each case is repeated
+(`--repeat`, default 2 rounds, each from an empty cache) and the fastest figure of each kind counts: on a busy
+machine single runs of the same chain differ by several seconds. Targets (issue 8): an unchanged re-run ≤ 0.03 ×
+cold; an 08-only change ≤ the cold run's 08–11 time + 2 s.
 
-    python bench/bench_cache.py [--rows 100000] [--skip-large]
+    python bench/bench_cache.py [--rows 100000] [--skip-large] [--repeat 2]
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -24,42 +26,54 @@ def run(out, env, *params):
     return wall, json.loads((Path(out) / "run.json").read_text())
 
 
-def case(name, tmp, params):
-    env = {**os.environ, "MPLBACKEND": "Agg", "MLKIT_CACHE": str(tmp / f"cache-{name}")}
-    cold_wall, cold = run(tmp / f"{name}-cold", env, *params)
-    same_wall, same = run(tmp / f"{name}-same", env, *params)
-    tune_wall, tune = run(tmp / f"{name}-tune", env, *params, "-p", "n_iter", "7")
+def late_seconds(cold):
+    """What a cold run spent from the start of 08_tune to its end: the stages and what runs between them (their kernels,
+    pages, the cache's copies, the run report), the same work an 08-only change has to redo."""
     first = next(s for s in cold["stages"] if s["name"] >= "08")
-    # what the cold run spent from the start of 08_tune to its end: the stages and what runs between them (their
-    # kernels, pages, the cache's copies, the run report), the same work an 08-only change has to redo
-    late = cold["seconds"] - first["at"] if "at" in first else sum(s["seconds"] for s in cold["stages"] if s["name"] >= "08")
-    print(f"\n{name}: cold {cold_wall:.1f} s (run {cold['seconds']:.1f} s); 08–11 took {late:.1f} s of it "
-          f"(in the stages alone: {sum(s['seconds'] for s in cold['stages'] if s['name'] >= '08'):.1f} s)")
+    return cold["seconds"] - first["at"] if "at" in first else sum(s["seconds"] for s in cold["stages"] if s["name"] >= "08")
+
+
+def case(name, tmp, params, repeat):
+    rounds = []
+    for i in range(repeat):  # each round: its own empty cache, then the three runs one after another
+        env = {**os.environ, "MPLBACKEND": "Agg", "MLKIT_CACHE": str(tmp / f"cache-{name}-{i}")}
+        cold_wall, cold = run(tmp / f"{name}-cold-{i}", env, *params)
+        same_wall, same = run(tmp / f"{name}-same-{i}", env, *params)
+        tune_wall, tune = run(tmp / f"{name}-tune-{i}", env, *params, "-p", "n_iter", "7")
+        rounds.append({"cold": cold, "cold_wall": cold_wall, "late": late_seconds(cold), "same": same, "same_wall": same_wall,
+                       "tune": tune, "tune_wall": tune_wall})
+    # the fastest of the rounds for each figure: on a busy machine the minimum is the figure least disturbed by others
+    fig = {k: min(r[k] if "wall" in k or k == "late" else r[k]["seconds"] for r in rounds)
+           for k in ("cold", "cold_wall", "late", "same", "same_wall", "tune", "tune_wall")}
+    every = lambda k: ", ".join(f"{(r[k] if 'wall' in k or k == 'late' else r[k]['seconds']):.1f}" for r in rounds)
+    print(f"\n{name}: fastest of {repeat} round{'s' if repeat > 1 else ''} (each: {every('cold')} s cold; "
+          f"08–11 {every('late')} s of it; 08-only {every('tune')} s; unchanged {every('same')} s)")
+    print(f"  cold {fig['cold_wall']:.1f} s (run {fig['cold']:.1f} s); 08–11 took {fig['late']:.1f} s of it")
     print(f"  {'case':<26}{'wall s':>8}{'ratio':>8}{'run s':>8}{'ratio':>8}  cached   target")
-    for label, wall, rec, target in [
-            ("unchanged re-run", same_wall, same, f"≤ 0.03 × cold"),
-            ("08_tune setting changed", tune_wall, tune, f"≤ {late + 2:.1f} s (08–11 cold + 2 s)")]:
-        cached = sum(s["status"] == "cached" for s in rec["stages"])
-        print(f"  {label:<26}{wall:8.2f}{wall / cold_wall:8.3f}{rec['seconds']:8.2f}{rec['seconds'] / cold['seconds']:8.3f}"
-              f"  {cached:>2}/{len(rec['stages'])}    {target}")
-    ok_same = same["seconds"] <= 0.03 * cold["seconds"]
-    ok_tune = tune["seconds"] <= late + 2
+    for label, k, target in [("unchanged re-run", "same", "≤ 0.03 × cold"),
+                             ("08_tune setting changed", "tune", f"≤ {fig['late'] + 2:.1f} s (08–11 cold + 2 s)")]:
+        cached = sum(s["status"] == "cached" for s in rounds[0][k]["stages"])
+        print(f"  {label:<26}{fig[k + '_wall']:8.2f}{fig[k + '_wall'] / fig['cold_wall']:8.3f}{fig[k]:8.2f}"
+              f"{fig[k] / fig['cold']:8.3f}  {cached:>2}/{len(rounds[0][k]['stages'])}    {target}")
+    ok_same = fig["same"] <= 0.03 * fig["cold"]
+    ok_tune = fig["tune"] <= fig["late"] + 2
     print(f"  targets on the run's own seconds: unchanged {'met' if ok_same else 'MISSED'}; 08-only {'met' if ok_tune else 'MISSED'}"
-          f"; on the command's wall time: unchanged {'met' if same_wall <= 0.03 * cold_wall else 'missed'},"
-          f" 08-only {'met' if tune_wall <= late + 2 + (same_wall) else 'missed'} (start-up counted once)")
+          f"; on the command's wall time: unchanged {'met' if fig['same_wall'] <= 0.03 * fig['cold_wall'] else 'missed'},"
+          f" 08-only {'met' if fig['tune_wall'] <= fig['late'] + 2 + fig['same_wall'] else 'missed'} (start-up counted once)")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000, help="rows of the generated table")
     ap.add_argument("--skip-large", action="store_true", help="only penguins")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of cold, unchanged and 08-only runs; the fastest of each counts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        case("penguins", tmp, [])
+        case("penguins", tmp, [], args.repeat)
         if not args.skip_large:
             data = write_table(Path(__file__).parent / "out" / f"table_{args.rows}.parquet", args.rows)
-            case(f"generated {args.rows:,} rows", tmp, ["-p", "data", str(data), "-p", "target", "target"])
+            case(f"generated {args.rows:,} rows", tmp, ["-p", "data", str(data), "-p", "target", "target"], args.repeat)
 
 
 if __name__ == "__main__":

@@ -302,7 +302,8 @@ class _Kernelspec:
         os.environ["JUPYTER_PATH"] = os.pathsep.join([self.tmp.name] + ([self.old] if self.old else []))
         self.n, self.starting, self.abandoned, self._lock = 0, None, False, threading.Lock()
         return self
-    def prepare(self):
+    def prepare(self, token:str|None=None, # the run's token, for the server's environment (before `RunGuard` sets it)
+               ):
         "In the background: start the run's own kernel server, if it has one, and import jupyter_client. Kernels come soon."
         with self._lock:
             if self.starting or self.abandoned: return
@@ -312,7 +313,7 @@ class _Kernelspec:
                     with self._lock:
                         if not self.abandoned: start_server(self.server, PRELOAD, env)
                 from jupyter_client.manager import KernelManager  # noqa: F401  one thread imports it: two at once can fail
-            self.starting = _in_thread(go, {**os.environ, **KERNEL_ENV})
+            self.starting = _in_thread(go, {**os.environ, **({TOKEN_VAR: token} if token else {}), **KERNEL_ENV})
     def ready(self):
         "Wait for `prepare`, if it was called."
         if self.starting: _result(self.starting)
@@ -643,6 +644,8 @@ def _run_stages(todo:list, # the stages to run, in order
             stop(km)
             if spare is not None: stop(_result(spare))
 
+
+
 # %% ../notebooks/runner.ipynb #48c26454
 from contextlib import contextmanager
 
@@ -666,11 +669,12 @@ def run_chain(params:dict|None=None, # parameters by name (file and `-p` merged)
               force:str|None=None, # run this stage and every later one even when cached
              ) -> dict: # the run record, as written to `run.json`
     "Check the parameters, then execute the templates from `start` to `stop` into the run folder, reusing cached stages."
+    token = new_token()  # the run's, now: the kernel server that starts here carries it, as every process of the run does
     with _Kernelspec() as spec:
-        spec.prepare()  # the kernel server imports while the parameters and data are checked; dropped if nothing runs
-        return _run_chain(spec, params, out, start, stop, echo, cache, force)
+        spec.prepare(token)  # the kernel server imports while the parameters and data are checked; dropped if nothing runs
+        return _run_chain(spec, token, params, out, start, stop, echo, cache, force)
 
-def _run_chain(spec, params, out, start, stop, echo, cache, force) -> dict:
+def _run_chain(spec, token, params, out, start, stop, echo, cache, force) -> dict:
     "`run_chain`, with the run's kernelspec entered and its server starting."
     names = stage_names()
     forced = names[names.index(resolve_stage(force)):] if force else []
@@ -724,7 +728,7 @@ def _run_chain(spec, params, out, start, stop, echo, cache, force) -> dict:
         echo(f"mlkit run: the run in {_quote(run.path)} was interrupted" + (f" in {at}" if at else "") + gone + ".")
     echo(f"mlkit run: stages {names[i0]} to {names[i1]} → {_quote(run.path)}")
     t_all = time.perf_counter()
-    with RunGuard(run.file("run")) as guard, _reporting(run, echo):
+    with RunGuard(run.file("run"), token=token) as guard, _reporting(run, echo):
         try:
             _run_stages(todo, run, record, full, guard, echo, t_all, cache=cache, force=forced, data=data, previous=previous,
                         spec=spec, library=library, env=env)
