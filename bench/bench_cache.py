@@ -3,11 +3,11 @@
 Each case runs `mlkit run` as a user types it, against a fresh cache of its own ($MLKIT_CACHE), on penguins and on
 a generated 100,000-row table (bench/tables.py; nothing is downloaded). Two figures per run: the command's wall
 time (Python's start and imports included) and the run's own seconds from run.json. Each case is repeated
-(`--repeat`, default 2 rounds, each from an empty cache) and the fastest figure of each kind counts: on a busy
+(`--repeat`, default 3 rounds, each from an empty cache) and the fastest figure of each kind counts: on a busy
 machine single runs of the same chain differ by several seconds. Targets (issue 8): an unchanged re-run ≤ 0.03 ×
 cold; an 08-only change ≤ the cold run's 08–11 time + 2 s.
 
-    python bench/bench_cache.py [--rows 100000] [--skip-large] [--repeat 2]
+    python bench/bench_cache.py [--rows 100000] [--skip-large] [--repeat 3]
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -66,7 +66,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000, help="rows of the generated table")
     ap.add_argument("--skip-large", action="store_true", help="only penguins")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds of cold, unchanged and 08-only runs; the fastest of each counts")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of cold, unchanged and 08-only runs; the fastest of each counts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

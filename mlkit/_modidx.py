@@ -459,6 +459,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.runner._Kernelspec.ready': ('runner.html#_kernelspec.ready', 'mlkit/runner.py'),
                               'mlkit.runner._Kernelspec.sockets': ('runner.html#_kernelspec.sockets', 'mlkit/runner.py'),
                               'mlkit.runner._Kernelspec.unabandon': ('runner.html#_kernelspec.unabandon', 'mlkit/runner.py'),
+                              'mlkit.runner._Kernelspec.warm': ('runner.html#_kernelspec.warm', 'mlkit/runner.py'),
                               'mlkit.runner._cell_summary': ('runner.html#_cell_summary', 'mlkit/runner.py'),
                               'mlkit.runner._check_clustering': ('runner.html#_check_clustering', 'mlkit/runner.py'),
                               'mlkit.runner._check_key': ('runner.html#_check_key', 'mlkit/runner.py'),

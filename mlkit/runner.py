@@ -4,7 +4,7 @@
 
 # %% ../notebooks/runner.ipynb #59fa3310
 from __future__ import annotations
-import os, sys, json, time, shlex, tempfile, threading, datetime as dt, difflib
+import os, sys, json, time, shlex, tempfile, threading, importlib, datetime as dt, difflib
 from pathlib import Path
 from functools import lru_cache
 from .core import MlkitError, ParameterError, DataError, StageError, StageSkipped
@@ -300,23 +300,28 @@ class _Kernelspec:
                 "server": self.server, "preload": PRELOAD if self.owned else None}}} if self.server else {}}))
         self.old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join([self.tmp.name] + ([self.old] if self.old else []))
-        self.n, self.starting, self.abandoned, self._lock = 0, None, False, threading.Lock()
+        self.n, self.starting, self.warming, self.abandoned, self._lock = 0, None, None, False, threading.Lock()
         return self
     def prepare(self, token:str|None=None, # the run's token, for the server's environment (before `RunGuard` sets it)
                ):
-        "In the background: start the run's own kernel server, if it has one, and import jupyter_client. Kernels come soon."
+        "Start the run's own kernel server, if it has one, in the background: it imports while the run gets ready."
         with self._lock:
-            if self.starting or self.abandoned: return
+            if self.starting or self.abandoned or not self.owned: return
             def go(env):
-                if self.owned:
-                    from mlkit.kernels import start_server
-                    with self._lock:
-                        if not self.abandoned: start_server(self.server, PRELOAD, env)
-                from jupyter_client.manager import KernelManager  # noqa: F401  one thread imports it: two at once can fail
+                from mlkit.kernels import start_server
+                with self._lock:
+                    if not self.abandoned: start_server(self.server, PRELOAD, env)
             self.starting = _in_thread(go, {**os.environ, **({TOKEN_VAR: token} if token else {}), **KERNEL_ENV})
+    def warm(self):
+        "A stage will run: import jupyter_client and papermill (~1 s), in the background now, not when it starts."
+        def go():
+            from jupyter_client.manager import KernelManager  # noqa: F401  one thread imports it: two at once can fail
+            import papermill  # noqa: F401
+        if not self.warming: self.warming = _in_thread(go)
     def ready(self):
-        "Wait for `prepare`, if it was called."
-        if self.starting: _result(self.starting)
+        "Wait for `prepare` and `warm`: the server started, jupyter_client imported."
+        for f in (self.starting, self.warming):
+            if f: _result(f)
     def abandon(self):
         "No kernel is needed after all: stop a server `prepare` started (at once: it may still be importing)."
         with self._lock:
@@ -330,7 +335,7 @@ class _Kernelspec:
         self.n += 1
         return f"{self.tmp.name}/k{self.n}"
     def __exit__(self, *exc):
-        self.ready()  # a server being started is stopped, not left behind
+        if self.starting: _result(self.starting)  # a server being started is stopped, not left behind
         if self.server and "mlkit.kernels" in sys.modules:  # a kernel started: it started the server, if this run owns it
             sys.modules["mlkit.kernels"].close_server(self.server)
         if self.old is None: os.environ.pop("JUPYTER_PATH", None)
@@ -551,8 +556,8 @@ def _restored(stage:str, key:str, cache, run:RunFolder, record:dict, echo):
     return True
 
 def _warm_imports():
-    "Import what runs between stages (papermill; nbconvert, about 1 s, and its page templates) while a kernel starts."
-    import papermill, nbformat  # noqa: F401
+    "Import what renders each stage's page (nbconvert, about 1 s, and its templates) while the first stage runs."
+    import nbformat
     from mlkit.run_report import notebook_html
     notebook_html(nbformat.v4.new_notebook())  # compiles the templates every stage's page uses
 
@@ -600,7 +605,7 @@ def _run_stages(todo:list, # the stages to run, in order
         owns = _own_keys(todo, run, params, library, env)
         if _will_run(owns, cache, force):
             if spec.abandoned: spec.unabandon()
-            spec.prepare()
+            spec.prepare(); spec.warm()
             spare = start()  # a stage will run: its kernel starts while the cached ones are placed
             first = spare  # what renders each stage's page is imported once that kernel is up: not competing with its server
             _in_thread(lambda: (_result(first), _warm_imports()))
@@ -711,6 +716,7 @@ def _run_chain(spec, token, params, out, start, stop, echo, cache, force) -> dic
     library, env, todo = library_sha256(), versions(), names[i0:i1 + 1]
     if not _will_run(_own_keys(todo, run, full, library, env), cache, forced):
         spec.abandon()  # every stage may come from the cache: no server (one starts if a stage runs after all)
+    else: spec.warm()
     data = checked_problem(full, kept=run.path/LAYOUT["raw"].path, cache=cache)
     if "frame" in data:  # a database: its rows are kept in the run folder, and no kernel ever sees its password
         from mlkit.sources import keep_rows
