@@ -118,6 +118,7 @@ def serve(listener_fd:int, # a listening Unix socket, bound by the process that 
                         except OSError: pass
                         conn.close()
                 else:  # the runner closed a kernel's connection before the kernel ended: the kernel goes too
+                    if kernels.get(key.data) is not key.fileobj: continue  # its end was handled earlier in this round
                     try: gone = not key.fileobj.recv(4096)
                     except OSError: gone = True
                     if gone:
