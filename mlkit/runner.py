@@ -278,6 +278,11 @@ def forking(environ=None, # the environment to read `MLKIT_FORK_KERNELS` in; thi
     environ = os.environ if environ is None else environ
     if sys.platform != "linux" or environ.get("MLKIT_FORK_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
+    return _provisioner_installed()
+
+@lru_cache(maxsize=None)
+def _provisioner_installed() -> bool:
+    "Whether the installed mlkit registers its kernel provisioner (read from its metadata once per process)."
     from importlib.metadata import distribution, PackageNotFoundError
     try: return any(e.name == PROVISIONER for e in distribution("mlkit").entry_points.select(group="jupyter_client.kernel_provisioners"))
     except PackageNotFoundError: return False
@@ -290,8 +295,9 @@ class _Kernelspec:
         d.mkdir(parents=True)
         boot = f"{PRELOAD}\nfrom ipykernel.kernelapp import launch_new_instance\nlaunch_new_instance()"
         shared = os.environ.get(SERVER_VAR)  # a kernel server another process runs (a sweep's worker), if it is there
-        self.owned = forking() and not (shared and Path(shared).exists())
-        self.server = f"{self.tmp.name}/server" if self.owned else shared if forking() else None
+        forked = forking()
+        self.owned = forked and not (shared and Path(shared).exists())
+        self.server = f"{self.tmp.name}/server" if self.owned else shared if forked else None
         (d/"kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-c", boot, "-f", "{connection_file}"],
             "display_name": "mlkit (Python)", "language": "python",
@@ -304,9 +310,10 @@ class _Kernelspec:
         return self
     def prepare(self, token:str|None=None, # the run's token, for the server's environment (before `RunGuard` sets it)
                ):
-        "Start the run's own kernel server, if it has one, in the background: it imports while the run gets ready."
+        "Start the run's own kernel server, if it has one and it is not starting or running, in the background."
         with self._lock:
-            if self.starting or self.abandoned or not self.owned: return
+            if not self.owned or (self.starting and not self.abandoned): return
+            self.abandoned = False  # asked for again after `abandon`: a stage runs after all
             def go(env):
                 from mlkit.kernels import start_server
                 with self._lock:
@@ -327,9 +334,6 @@ class _Kernelspec:
         with self._lock:
             self.abandoned = True
             if self.owned and "mlkit.kernels" in sys.modules: sys.modules["mlkit.kernels"].close_server(self.server)
-    def unabandon(self):
-        "A kernel is needed after all (`abandon` guessed wrong): `prepare` may start the server again."
-        self.abandoned, self.starting = False, None
     def sockets(self) -> str:
         "A fresh socket path prefix for the next kernel (short: Unix sockets allow ~100 characters)."
         self.n += 1
@@ -555,7 +559,7 @@ def _restored(stage:str, key:str, cache, run:RunFolder, record:dict, echo):
     echo(f"[{names.index(stage)+1:2d}/{len(names)}] {stage:<12} cached  {done['seconds']:6.1f}s  (from {came})")
     return True
 
-def _warm_imports():
+def _warm_pages():
     "Import what renders each stage's page (nbconvert, about 1 s, and its templates) while the first stage runs."
     import nbformat
     from mlkit.run_report import notebook_html
@@ -604,11 +608,10 @@ def _run_stages(todo:list, # the stages to run, in order
         mine = lambda stage: {n: params[n] for n in specs[stage] if n in params}
         owns = _own_keys(todo, run, params, library, env)
         if _will_run(owns, cache, force):
-            if spec.abandoned: spec.unabandon()
             spec.prepare(); spec.warm()
             spare = start()  # a stage will run: its kernel starts while the cached ones are placed
             first = spare  # what renders each stage's page is imported once that kernel is up: not competing with its server
-            _in_thread(lambda: (_result(first), _warm_imports()))
+            _in_thread(lambda: (_result(first), _warm_pages()))
         try:
             for k, stage in enumerate(todo):
                 own = mine(stage)
