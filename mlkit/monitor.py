@@ -82,6 +82,7 @@ def decide(drift:dict, # `dataset_drift`'s result on the inputs
            target:dict|None=None, # `column_drift`'s result on the target (when the current data has it)
            quality:dict|None=None, # `data_quality`'s result
            performance:dict|None=None, # `compare_performance`'s result (when labels were there)
+           task:str|None=None, # the model's task: a clustering's predictions are cluster assignments, never labelled
           ) -> tuple: # (verdict, reasons): one of `VERDICTS`, and a list of sentences
     "The monitoring verdict, 'no action', 'investigate' or 'retrain', with the reasons for it."
     retrain, investigate, notes = [], [], []
@@ -98,7 +99,10 @@ def decide(drift:dict, # `dataset_drift`'s result on the inputs
     if drift["dataset_drift"]:
         msg = (f"The data set drifted: {k} of {n} input columns ({drift['drift_share']:.0%}, the limit is "
                f"{drift['drift_share_threshold']:.0%}) changed distribution: {cols}.")
-        if pred_moved and not measured:
+        if pred_moved and not measured and task == "clustering":
+            retrain.append(msg + " The cluster assignments moved too: the clusters fitted on the reference data may no "
+                           "longer describe the data. Refit the clustering on recent rows and compare its clusters with these.")
+        elif pred_moved and not measured:
             retrain.append(msg + " The predictions moved too, and there are no labels to show the model still works: "
                            "label a recent sample and retrain on it.")
         else: investigate.append(msg)
@@ -106,7 +110,8 @@ def decide(drift:dict, # `dataset_drift`'s result on the inputs
                          f"{drift['drift_share_threshold']:.0%}: watch them in the next batches.")
     else: notes.append(f"None of the {n} input columns drifted.")
     if pred_moved and not (drift["dataset_drift"] and not measured):
-        investigate.append("The model's predictions drifted: it now predicts a different mix of outcomes.")
+        investigate.append("The cluster assignments drifted: new rows fall into the clusters in a different mix."
+                           if task == "clustering" else "The model's predictions drifted: it now predicts a different mix of outcomes.")
     if target and target.get("drift"): investigate.append("The target itself drifted: the outcomes in the new data have a different distribution.")
     for issue in (quality or {}).get("issues", []): investigate.append(f"Data quality: {issue}")
     if measured and not performance.get("degraded"):
@@ -207,7 +212,7 @@ def run_monitor(model_dir, # the model package folder (or a loaded `ModelPackage
     performance = (_performance(pkg, cur_df[target].reset_index(drop=True), cur_pred, performance_drop, min_labelled)
                    if has_target else None)
     lap("performance")
-    verdict, reasons = decide(drift, prediction, tgt, quality, performance)
+    verdict, reasons = decide(drift, prediction, tgt, quality, performance, task=pkg.task)
     clusters = None
     if pkg.task == "clustering":  # the share of rows each cluster receives, then and now
         from mlkit.clusters import cluster_shares
