@@ -53,7 +53,8 @@ def main():
         print(f"\n  {'one by one':<26}{'wall s':>8}{'sweep / it':>12}   target ≤ 0.4")
         for name, total in cases.items():
             ratio = sweep_s / total
-            print(f"  {name:<26}{total:8.1f}{ratio:12.3f}   {'met' if ratio <= 0.4 else 'MISSED'}")
+            verdict = ('met' if ratio <= 0.4 else 'MISSED') if "--no-cache" in name else "(for information: not the issue's comparison)"
+            print(f"  {name:<26}{total:8.1f}{ratio:12.3f}   {verdict}")
         print(f"  machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
 
 
