@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json
 from pathlib import Path
-import numpy as np
 from .core import StageError, DataError, write_json
 from .stages import LAYOUT, check_ready, missing_file
 
