@@ -48,10 +48,10 @@ def case(name, tmp, params, repeat):
         tune_wall, tune = run(tmp / f"{name}-tune-{i}", env, *params, *CHANGE_08)
         rounds.append({"cold": cold, "cold_wall": cold_wall, "late": late_seconds(cold), "same": same, "same_wall": same_wall,
                        "tune": tune, "tune_wall": tune_wall})
+    seconds = lambda r, k: r[k] if "wall" in k or k == "late" else r[k]["seconds"]  # a round's figure of one kind
     # the fastest of the rounds for each figure: on a busy machine the minimum is the figure least disturbed by others
-    fig = {k: min(r[k] if "wall" in k or k == "late" else r[k]["seconds"] for r in rounds)
-           for k in ("cold", "cold_wall", "late", "same", "same_wall", "tune", "tune_wall")}
-    every = lambda k: ", ".join(f"{(r[k] if 'wall' in k or k == 'late' else r[k]['seconds']):.1f}" for r in rounds)
+    fig = {k: min(seconds(r, k) for r in rounds) for k in ("cold", "cold_wall", "late", "same", "same_wall", "tune", "tune_wall")}
+    every = lambda k: ", ".join(f"{seconds(r, k):.1f}" for r in rounds)
     print(f"\n{name}: fastest of {repeat} round{'s' if repeat > 1 else ''} (each: {every('cold')} s cold; "
           f"08–11 {every('late')} s of it; 08-only {every('tune')} s; unchanged {every('same')} s)")
     print(f"  cold {fig['cold_wall']:.1f} s (run {fig['cold']:.1f} s); 08–11 took {fig['late']:.1f} s of it")

@@ -99,12 +99,11 @@ def decide(drift:dict, # `dataset_drift`'s result on the inputs
     if drift["dataset_drift"]:
         msg = (f"The data set drifted: {k} of {n} input columns ({drift['drift_share']:.0%}, the limit is "
                f"{drift['drift_share_threshold']:.0%}) changed distribution: {cols}.")
-        if pred_moved and not measured and task == "clustering":
-            retrain.append(msg + " The cluster assignments moved too: the clusters fitted on the reference data may no "
-                           "longer describe the data. Refit the clustering on recent rows and compare its clusters with these.")
-        elif pred_moved and not measured:
-            retrain.append(msg + " The predictions moved too, and there are no labels to show the model still works: "
-                           "label a recent sample and retrain on it.")
+        if pred_moved and not measured:
+            retrain.append(msg + (" The cluster assignments moved too: the clusters fitted on the reference data may no longer "
+                                  "describe the data. Refit the clustering on recent rows and compare its clusters with these."
+                                  if task == "clustering" else " The predictions moved too, and there are no labels to show "
+                                  "the model still works: label a recent sample and retrain on it."))
         else: investigate.append(msg)
     elif k: notes.append(f"{k} of {n} input columns drifted ({cols}), below the data-set limit of "
                          f"{drift['drift_share_threshold']:.0%}: watch them in the next batches.")

@@ -208,7 +208,6 @@ DECLARING = ("mlkit.problem", "mlkit.data", "mlkit.profiling", "mlkit.features",
 
 def chain_constraints() -> dict:
     "Every chain parameter's declared constraints (`mlkit.constraints.CHAIN`), with the modules that declare them loaded."
-    import importlib
     from mlkit.constraints import CHAIN
     for m in DECLARING: importlib.import_module(m)
     return CHAIN
@@ -657,8 +656,6 @@ def _run_stages(todo:list, # the stages to run, in order
         finally:
             stop(km)
             if spare is not None: stop(_result(spare))
-
-
 
 # %% ../notebooks/runner.ipynb #48c26454
 from contextlib import contextmanager
