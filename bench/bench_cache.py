@@ -39,6 +39,15 @@ def late_seconds(cold):
     return cold["seconds"] - first["at"] if "at" in first else sum(s["seconds"] for s in cold["stages"] if s["name"] >= "08")
 
 
+def import_floor(repeat=3):
+    """Seconds a fresh Python takes to import what every stage's kernel shares (`mlkit.runner.PRELOAD`, as the kernel
+    server does; fastest of `repeat`): no stage can start sooner in a new `mlkit run`, and a cold run pays it before 01."""
+    code = ("import gc, time; gc.disable(); t = time.perf_counter()\nfrom mlkit.runner import PRELOAD\nexec(PRELOAD)\n"
+            "import ipykernel.kernelapp, ipykernel.ipkernel\nprint(time.perf_counter() - t)")
+    return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+               for _ in range(repeat))
+
+
 def case(name, tmp, params, repeat):
     rounds = []
     for i in range(repeat):  # each round: its own empty cache, then the three runs one after another
@@ -56,8 +65,8 @@ def case(name, tmp, params, repeat):
           f"08–11 {every('late')} s of it; 08-only {every('tune')} s; unchanged {every('same')} s)")
     print(f"  cold {fig['cold_wall']:.1f} s (run {fig['cold']:.1f} s); 08–11 took {fig['late']:.1f} s of it")
     waited = ", ".join(f"{next(s['at'] for s in r['tune']['stages'] if s['name'] >= '08'):.2f}" for r in rounds)
-    print(f"  08-only: 08 started {waited} s into each run (its kernel waits for the kernel server's imports; "
-          "what follows is 08–11 again)")
+    print(f"  08-only: 08 started {waited} s into each run (its kernel waits for the kernel server's imports, "
+          f"{import_floor():.2f} s in a fresh Python on this machine now; what follows is 08–11 again)")
     over = sorted(r["tune"]["seconds"] - r["late"] for r in rounds)  # each 08-only run against its own round's cold run
     print(f"  08-only over its round's cold 08–11: {', '.join(f'{o:+.1f}' for o in over)} s (median {over[len(over) // 2]:+.1f}; "
           "shown for the spread: the target below is judged on the fastest figures)")
