@@ -192,7 +192,7 @@ class RunGuard:
                  token:str|None=None, # the run's token, when processes started before the guard must carry it too
                 ):
         self.run_json, self.grace = Path(run_json), grace
-        self.token, self.guardian, self.stopped, self._old = token, None, [], {}
+        self.token, self.guardian, self.stopped, self._old, self._old_hook = token, None, [], {}, None
 
     def __enter__(self):
         self.token = self.token or new_token()
@@ -202,6 +202,7 @@ class RunGuard:
         try:
             if threading.current_thread() is threading.main_thread():
                 for s in SIGNALS: self._old[s] = signal.signal(s, self._on_signal)
+                self._old_hook, sys.unraisablehook = sys.unraisablehook, self._dropped
             self._start_guardian()
         except BaseException:
             self._restore(); raise
@@ -211,6 +212,16 @@ class RunGuard:
         if self._fired: return  # already stopping
         self._fired = True
         raise RunInterrupted(signum)
+
+    def _dropped(self, unraisable):
+        "Python dropped an exception it could not raise: if it was this guard's `RunInterrupted`, signal again."
+        if not isinstance(unraisable.exc_value, RunInterrupted) or not self._old: return self._old_hook(unraisable)
+        self._fired = False
+        again = threading.Timer(0.05, self._signal_again, (unraisable.exc_value.signum,))
+        again.daemon = True; again.start()
+
+    def _signal_again(self, signum):
+        if self._old and not self._fired: signal.pthread_kill(threading.main_thread().ident, signum)
 
     def _start_guardian(self):
         env = {k: v for k, v in os.environ.items() if k != TOKEN_VAR}  # the guardian is not one of the run's processes
@@ -242,6 +253,7 @@ class RunGuard:
         "Put back the signal handlers and the environment as they were before the run."
         for s, old in self._old.items(): signal.signal(s, old if old is not None else signal.SIG_DFL)
         self._old = {}
+        if self._old_hook is not None: sys.unraisablehook, self._old_hook = self._old_hook, None
         if self._old_token is None: os.environ.pop(TOKEN_VAR, None)
         else: os.environ[TOKEN_VAR] = self._old_token
 
