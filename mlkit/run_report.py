@@ -4,7 +4,7 @@
 
 # %% ../notebooks/run_report.ipynb #f8b6a321
 from __future__ import annotations
-import base64, html, json, re, threading
+import base64, csv, html, json, re, threading
 from pathlib import Path
 from .core import ParameterError
 
@@ -60,9 +60,16 @@ def _direction(metric) -> str:
     from mlkit.metrics import METRICS
     return "at least" if metric not in METRICS or METRICS[metric].greater_is_better else "at most"
 
+def _cell(v:str):
+    "A CSV cell as the number it holds, if it holds one (read with `csv`: the report needs no pandas)."
+    for kind in (int, float):
+        try: return kind(v)
+        except ValueError: pass
+    return v
+
 def _num(v) -> str:
     if v is None: return "n/a"
-    if isinstance(v, float) and v != v: return ""  # an empty cell of a CSV (e.g. a candidate left out has no score)
+    if isinstance(v, float) and v != v: return ""  # not a number: shown as an empty cell
     return f"{v:.4g}" if isinstance(v, float) else _e(v)
 
 def _table(header:list|None, rows:list) -> str:
@@ -128,9 +135,8 @@ def render_run_report(run_dir, # a run folder
             + _table(["metric", "validation", "test"], [[_e(n) + (" (judged)" if n == judged else ""),
                      _num((m.get("validation") or {}).get(n)), _num((m.get("test") or {}).get(n))] for n in names_]))
     if (run/"reports"/"leaderboard.csv").exists():
-        import pandas as pd
-        board = pd.read_csv(run/"reports"/"leaderboard.csv")
-        parts.append("<h2>Leaderboard</h2>" + _table(list(board.columns), [[_num(v) for v in r] for r in board.itertuples(index=False)]))
+        with open(run/"reports"/"leaderboard.csv", newline="", encoding="utf-8") as f: board = list(csv.reader(f))
+        if board: parts.append("<h2>Leaderboard</h2>" + _table(board[0], [[_num(_cell(v)) for v in r] for r in board[1:]]))
     parts.append("<h2>Figures</h2>" + _figures(run))
     if (run/"reports"/"model_card.md").exists():
         parts.append("<h2>Model card</h2><div class=card>" + mistune.html((run/"reports"/"model_card.md").read_text()) + "</div>")
