@@ -5,10 +5,8 @@
 # %% ../notebooks/clusters.ipynb #a6b71ec6
 from __future__ import annotations
 import time
-import numpy as np
-import pandas as pd
 import threading
-from .core import DataError, ParameterError
+from .core import DataError, ParameterError, lazy_import
 from .constraints import validate_params, Interval
 
 # %% auto #0
@@ -17,6 +15,9 @@ __all__ = ['METHODS', 'MINIBATCH_ROWS', 'WARD_ROWS', 'HDBSCAN_ROWS', 'GMM_ROWS',
            'cluster_profiles', 'cluster_means', 'plot_projection', 'plot_silhouette', 'crosstab', 'stability',
            'cluster_space', 'tune_clusters', 'compare_clusterings_on', 'cluster_learning_curve', 'cluster_importance',
            'cluster_shares']
+
+# %% ../notebooks/clusters.ipynb #c8297c31
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/clusters.ipynb #fbfd96b9
 METHODS = ("baseline", "kmeans", "gmm", "ward", "hdbscan")

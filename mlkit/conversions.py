@@ -5,13 +5,15 @@
 # %% ../notebooks/conversions.ipynb #a3261667
 from __future__ import annotations
 import re, warnings
-import numpy as np
-import pandas as pd
+from .core import lazy_import
 from .constraints import validate_params, Options
 
 # %% auto #0
 __all__ = ['MIN_PARSED', 'CURRENCIES', 'infer_conversion', 'convert_column', 'apply_conversions', 'convert_value',
            'conversion_example', 'describe_conversion']
+
+# %% ../notebooks/conversions.ipynb #11824b5e
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/conversions.ipynb #d79f0d23
 MIN_PARSED = 0.95  # a text column is converted only when at least this share of its values reads as numbers (or as dates)

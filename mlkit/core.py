@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['MlkitError', 'ParameterError', 'DataError', 'SchemaError', 'ModelPackageError', 'StageError', 'ServiceError',
-           'StageSkipped', 'write_json', 'die_with_parent']
+           'StageSkipped', 'write_json', 'die_with_parent', 'lazy_import']
 
 # %% ../notebooks/core.ipynb #f2adafc0
 class MlkitError(Exception):
@@ -77,3 +77,17 @@ def die_with_parent(sig:int=15, # the signal to receive when the parent dies (SI
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # 1 is PR_SET_PDEATHSIG
     except (OSError, AttributeError): pass
+
+# %% ../notebooks/core.ipynb #9d6cca00
+class _LazyModule:
+    "A stand-in for a module, imported on the first use of one of its attributes."
+    def __init__(self, name:str): self.__dict__["_name"] = name
+    def __getattr__(self, attr:str):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+    def __repr__(self) -> str: return f"<module {self._name!r}, imported on first use>"
+
+def lazy_import(name:str, # a module's full name, e.g. "pandas"
+               ) -> _LazyModule:
+    "A stand-in for module `name` that imports it when one of its attributes is first used."
+    return _LazyModule(name)

@@ -6,15 +6,16 @@
 from __future__ import annotations
 import difflib
 from pathlib import Path
-import pandas as pd
-import numpy as np
-from .core import DataError, ParameterError
+from .core import DataError, ParameterError, lazy_import
 from .constraints import validate_params, Options, Interval, Columns
 from .conversions import _infer, _text, convert_column, describe_conversion
 
 # %% auto #0
 __all__ = ['BUILTIN_DATASETS', 'BUILTIN_CONTEXT', 'OUTLIER_ACTIONS', 'DUPLICATE_ACTIONS', 'MAX_DUPLICATE_SHARE',
            'default_context', 'clean_data']
+
+# %% ../notebooks/data.ipynb #a6ba7c61
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/data.ipynb #82a72864
 def _penguins():

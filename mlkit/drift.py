@@ -4,9 +4,7 @@
 
 # %% ../notebooks/drift.ipynb #bc42bb1d
 from __future__ import annotations
-import numpy as np
-import pandas as pd
-from .core import DataError, ParameterError
+from .core import DataError, ParameterError, lazy_import
 from .constraints import validate_params, Interval, Options
 
 # %% auto #0
@@ -14,6 +12,9 @@ __all__ = ['SMALL_REFERENCE', 'P_VALUE', 'DISTANCE', 'FEW_VALUES', 'DRIFT_SHARE'
            'DISTANCE_LIMIT', 'MISSING_INCREASE', 'OUT_OF_RANGE', 'column_kind', 'choose_test', 'count_values',
            'chi_square_test', 'z_test', 'jensen_shannon', 'ks_test', 'wasserstein_norm', 'column_drift',
            'dataset_drift', 'data_quality', 'simulate_batch']
+
+# %% ../notebooks/drift.ipynb #6cc02003
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/drift.ipynb #dc53bc84
 SMALL_REFERENCE = 1000  # up to this many reference rows, tests give p-values; above, distances

@@ -5,13 +5,15 @@
 # %% ../notebooks/evaluate.ipynb #59f4e4e3
 from __future__ import annotations
 import warnings
-import numpy as np
-import pandas as pd
+from .core import lazy_import
 from .constraints import validate_params, Interval, OneOf, IsNone
 
 # %% auto #0
 __all__ = ['IMPORTANCE_ROWS', 'LEARNING_ROWS', 'predict_and_score', 'plot_confusion', 'plot_roc_pr', 'plot_residuals',
            'permutation_table', 'plot_importance', 'learning_curve_table', 'plot_learning_curve']
+
+# %% ../notebooks/evaluate.ipynb #d034ba2e
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/evaluate.ipynb #ee112550
 def predict_and_score(pipeline, # a fitted pipeline

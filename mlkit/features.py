@@ -6,14 +6,15 @@
 from __future__ import annotations
 import re
 import warnings
-import numpy as np
-import pandas as pd
-from .core import DataError, ParameterError
+from .core import DataError, ParameterError, lazy_import
 from .constraints import validate_params, Interval, Columns
 
 # %% auto #0
 __all__ = ['DATE_PARTS', 'CATEGORY_WEIGHT', 'categories_as_strings', 'looks_like_dates', 'as_datetimes', 'date_parts',
            'date_part_names', 'weigh', 'plan_features', 'preprocessor_from_plan', 'build_preprocessor', 'used_columns']
+
+# %% ../notebooks/features.ipynb #632d6d8b
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/features.ipynb #60816793
 def categories_as_strings(X, # the categorical columns (a DataFrame or 2-D array)

@@ -7,14 +7,15 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
-import numpy as np
-import pandas as pd
-from .core import ParameterError, DataError
+from .core import ParameterError, DataError, lazy_import
 from .constraints import Options
 
 # %% auto #0
 __all__ = ['METRICS', 'Metric', 'metrics_for', 'default_metric', 'check_metric', 'passes', 'scorer_name', 'natural_score',
            'score_predictions']
+
+# %% ../notebooks/metrics.ipynb #34bc43f6
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/metrics.ipynb #6dd366e4
 @dataclass(frozen=True)

@@ -6,15 +6,16 @@
 from __future__ import annotations
 import os, time
 from dataclasses import dataclass
-import numpy as np
-import pandas as pd
-from .core import ParameterError, DataError
+from .core import ParameterError, DataError, lazy_import
 from .constraints import validate_params, Names, Interval, OneOf, IsNone
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'CANDIDATE_NAMES', 'SMALL_ROWS', 'JOBS_ENV', 'COMPARE_ROWS', 'Candidate', 'candidate_names',
            'make_pipeline', 'weighs_classes', 'candidate_pipeline', 'jobs_for', 'threads_for', 'fit_pipeline',
            'sample_rows', 'compare', 'choose']
+
+# %% ../notebooks/models.ipynb #2bb7459e
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/models.ipynb #b33a95fb
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@
 from __future__ import annotations
 import datetime as dt, time
 from pathlib import Path
-import numpy as np
-import pandas as pd
-from .core import DataError, SchemaError, write_json
+from .core import DataError, SchemaError, write_json, lazy_import
 from .constraints import validate_params, Interval
 from .drift import dataset_drift, column_drift, data_quality, P_VALUE, DISTANCE, DRIFT_SHARE
 from .metrics import METRICS, default_metric, score_predictions
@@ -16,6 +14,9 @@ from .metrics import METRICS, default_metric, score_predictions
 # %% auto #0
 __all__ = ['VERDICTS', 'PERFORMANCE_DROP', 'MIN_LABELLED', 'MAX_SCORED', 'FEW_ROWS', 'SCHEMA_KINDS', 'read_current',
            'compare_performance', 'decide', 'model_inputs', 'run_monitor']
+
+# %% ../notebooks/monitor.ipynb #7772c497
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/monitor.ipynb #dab26864
 VERDICTS = ("no action", "investigate", "retrain")

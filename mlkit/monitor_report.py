@@ -5,12 +5,14 @@
 # %% ../notebooks/monitor_report.ipynb #eb9881b6
 from __future__ import annotations
 import base64, html, io
-import numpy as np
-import pandas as pd
+from .core import lazy_import
 from .drift import column_kind, count_values, TESTS
 
 # %% auto #0
 __all__ = ['plot_distribution', 'drift_strength', 'strength_table', 'plot_drift_strength', 'plot_distributions', 'render_report']
+
+# %% ../notebooks/monitor_report.ipynb #c05db4f8
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/monitor_report.ipynb #9a94b032
 def _binned(ref:np.ndarray, cur:np.ndarray, bins:int=30):

@@ -5,14 +5,16 @@
 # %% ../notebooks/retrain.ipynb #b0b5edc1
 from __future__ import annotations
 from pathlib import Path
-import pandas as pd
-from .core import DataError, ModelPackageError
+from .core import DataError, ModelPackageError, lazy_import
 from .constraints import Options
 from .metrics import METRICS, default_metric, metrics_for, score_predictions
 from .monitor import read_current, model_inputs
 
 # %% auto #0
 __all__ = ['MIN_NEW_LABELS', 'retraining_sets', 'refit_package', 'compare_packages']
+
+# %% ../notebooks/retrain.ipynb #642670dd
+pd = lazy_import("pandas")
 
 # %% ../notebooks/retrain.ipynb #88b87009
 MIN_NEW_LABELS = 20  # retraining needs at least this many newly labelled rows: half fit a candidate, half test it

@@ -10,9 +10,8 @@ __all__ = ['logger', 'MAX_RECORDS', 'MODEL_ENV', 'LOG_ENV', 'create_app', 'app_f
 # No `from __future__ import annotations` here: FastAPI reads the request model from the
 # endpoint's annotations at run time, and that model is built per package inside `create_app`.
 import atexit, json, logging, os, re, socket, subprocess, sys, tempfile, threading, time, uuid, weakref
-import numpy as np
 from pathlib import Path
-from .core import ModelPackageError, ParameterError, ServiceError, die_with_parent
+from .core import ModelPackageError, ParameterError, ServiceError, die_with_parent, lazy_import
 from .constraints import validate_params, Interval
 from .package import load_package, read_metadata
 from .predlog import PredictionLog, JSONText, default_log_url, as_url, read_log
@@ -21,6 +20,9 @@ from .schema import explain_errors
 logger = logging.getLogger("mlkit.serve")
 MAX_RECORDS = 10_000
 MODEL_ENV, LOG_ENV = "MLKIT_SERVE_MODEL", "MLKIT_SERVE_LOG"  # what each worker of `serve(workers=N)` serves, and its log
+
+# %% ../notebooks/serve.ipynb #9bd88e53
+np = lazy_import("numpy")
 
 # %% ../notebooks/serve.ipynb #4766aa76
 def create_app(model_dir, # the model package folder

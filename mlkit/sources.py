@@ -7,14 +7,16 @@ from __future__ import annotations
 import csv, hashlib, json, os, re, unicodedata
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-import pandas as pd
-from .core import DataError, ParameterError, write_json
+from .core import DataError, ParameterError, write_json, lazy_import
 from .data import BUILTIN_DATASETS
 
 # %% auto #0
 __all__ = ['FILE_KINDS', 'CSV_OPTIONS', 'SNAPSHOT', 'SNAPSHOT_INFO', 'is_url', 'safe_url', 'locate', 'Source', 'as_source',
            'detect_encoding', 'sniff_csv', 'read_source', 'load_data', 'sheet_names', 'file_sha256', 'frame_sha256',
            'fingerprint', 'keep_rows', 'read_once', 'describe_read']
+
+# %% ../notebooks/sources.ipynb #a36c61df
+pd = lazy_import("pandas")
 
 # %% ../notebooks/sources.ipynb #2e3f2940
 def is_url(data) -> bool:

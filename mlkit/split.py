@@ -4,14 +4,15 @@
 
 # %% ../notebooks/split.ipynb #147f2783
 from __future__ import annotations
-import numpy as np
-import pandas as pd
-from .core import DataError, ParameterError, StageError
+from .core import DataError, ParameterError, StageError, lazy_import
 from .constraints import validate_params, Interval, Options, Columns, OneOf, IsNone
 
 # %% auto #0
 __all__ = ['SPLITS', 'RARE_CLASSES', 'FRACTION', 'SPLIT_NAMES', 'check_sizes', 'find_rare_classes', 'make_splits', 'check_splits',
            'select_split', 'cross_validator']
+
+# %% ../notebooks/split.ipynb #7ede1a6b
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/split.ipynb #bfe97d80
 SPLITS = ("train", "validation", "test")

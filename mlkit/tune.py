@@ -4,14 +4,15 @@
 
 # %% ../notebooks/tune.ipynb #5a93a0d1
 from __future__ import annotations
-import numpy as np
-import pandas as pd
-from .core import ParameterError, DataError
+from .core import ParameterError, DataError, lazy_import
 from .constraints import validate_params, Options, Interval
 
 # %% auto #0
 __all__ = ['SPACES', 'SEARCHES', 'SEARCH', 'HALVING_ROWS', 'TUNE_ROWS', 'search_space', 'space_size', 'search_kind', 'fit_rows',
            'tune_search', 'compare_on_validation']
+
+# %% ../notebooks/tune.ipynb #3e2c9e35
+np, pd = lazy_import("numpy"), lazy_import("pandas")
 
 # %% ../notebooks/tune.ipynb #cdf4b270
 _LINEAR = {"classification": {"model__C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]},

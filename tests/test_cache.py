@@ -48,6 +48,28 @@ def test_an_unchanged_rerun_is_all_cached_and_starts_no_kernel(cold, store, monk
     assert (d / "again" / "05_select.ipynb").exists()
 
 
+def test_an_unchanged_rerun_through_the_command_imports_no_data_library(cold, store, tmp_path):
+    """`mlkit run` checks parameters and copies cached stages without numpy, pandas or scikit-learn (their import
+    would be most of an unchanged re-run's time): the modules it reads name them through `mlkit.core.lazy_import`."""
+    heavy = {"numpy", "pandas", "sklearn", "scipy", "matplotlib"}
+    code = (f"import sys, traceback\nheavy = {heavy!r}\n"
+            "def audit(event, args):  # who imports one of them first: shown in the failure's message\n"
+            "    if event == 'import' and args[0].split('.')[0] in heavy and not heavy & set(sys.modules):\n"
+            "        traceback.print_stack(file=sys.stdout)\n"
+            "sys.addaudithook(audit)\nfrom mlkit.cli import main\ntry: main()\nexcept SystemExit as e: print('exit', e.code)\n"
+            "print('heavy', sorted({m.split('.')[0] for m in sys.modules} & heavy))")
+    params = [a for k, v in FAST.items() for a in ("-p", k, str(v).lower() if isinstance(v, bool) else str(v))]
+    env = {**os.environ, "MLKIT_CACHE": str(store.root)}
+    # the first command remembers what papermill read from each template's parameters cell beside this cache (`cold`
+    # ran in this process, and remembered it beside $MLKIT_CACHE): the second one is what a user's re-run does
+    for out in ("first", "same"):
+        r = subprocess.run([sys.executable, "-c", code, "run", "--out", str(tmp_path / out), *params], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert "exit 0" in r.stdout, r.stdout + r.stderr
+        assert set(statuses(json.loads((tmp_path / out / "run.json").read_text())).values()) == {"cached"}
+    assert "heavy []" in r.stdout, r.stdout
+
+
 def test_a_tuning_setting_reruns_exactly_the_stages_from_08(cold, store):
     d, _ = cold
     rec = runner.run_chain({**FAST, "n_iter": 4}, out=d / "tuned", cache=store, echo=lambda s: None)
