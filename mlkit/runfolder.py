@@ -4,7 +4,7 @@
 
 # %% ../notebooks/runfolder.ipynb #eff4c68d
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 from .core import StageError, DataError, write_json
 from .stages import LAYOUT, check_ready, missing_file
@@ -15,7 +15,7 @@ __all__ = ['RunFolder']
 # %% ../notebooks/runfolder.ipynb #bc4f9837
 class RunFolder:
     "A run folder: the files each stage reads and writes, by their names in `mlkit.stages.LAYOUT`."
-    def __init__(self, path): self.path = Path(path).expanduser().absolute()
+    def __init__(self, path): self.path = Path(os.path.abspath(Path(path).expanduser()))  # absolute, without '..'
     def __repr__(self): return f"RunFolder('{self.path}')"
 
     def _path(self, key:str) -> Path: return self.path/(LAYOUT[key].path if key in LAYOUT else key)
