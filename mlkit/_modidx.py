@@ -591,6 +591,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlkit.sources.file_sha256': ('sources.html#file_sha256', 'mlkit/sources.py'),
                                'mlkit.sources.fingerprint': ('sources.html#fingerprint', 'mlkit/sources.py'),
                                'mlkit.sources.frame_sha256': ('sources.html#frame_sha256', 'mlkit/sources.py'),
+                               'mlkit.sources.header_row': ('sources.html#header_row', 'mlkit/sources.py'),
                                'mlkit.sources.is_url': ('sources.html#is_url', 'mlkit/sources.py'),
                                'mlkit.sources.keep_rows': ('sources.html#keep_rows', 'mlkit/sources.py'),
                                'mlkit.sources.load_data': ('sources.html#load_data', 'mlkit/sources.py'),

@@ -11,9 +11,9 @@ from .core import DataError, ParameterError, write_json, lazy_import
 from .data import BUILTIN_DATASETS
 
 # %% auto #0
-__all__ = ['FILE_KINDS', 'CSV_OPTIONS', 'SNAPSHOT', 'SNAPSHOT_INFO', 'is_url', 'safe_url', 'locate', 'Source', 'as_source',
-           'detect_encoding', 'sniff_csv', 'read_source', 'load_data', 'sheet_names', 'file_sha256', 'frame_sha256',
-           'fingerprint', 'keep_rows', 'read_once', 'describe_read']
+__all__ = ['FILE_KINDS', 'CSV_OPTIONS', 'HEADER_SCAN', 'SNAPSHOT', 'SNAPSHOT_INFO', 'is_url', 'safe_url', 'locate', 'Source',
+           'as_source', 'detect_encoding', 'sniff_csv', 'header_row', 'read_source', 'load_data', 'sheet_names',
+           'file_sha256', 'frame_sha256', 'fingerprint', 'keep_rows', 'read_once', 'describe_read']
 
 # %% ../notebooks/sources.ipynb #a36c61df
 pd = lazy_import("pandas")
@@ -260,13 +260,29 @@ def _read_csv(source:Source, columns, nrows, text_columns=()):
         df = pd.read_csv(source.location, usecols=columns, nrows=nrows, encoding_errors="replace", **args)
     return df, {"detected": detected, "overridden": overridden}
 
+HEADER_SCAN = 30  # the rows of a sheet searched for its column names
+
+def header_row(top:pd.DataFrame, # the first rows of a sheet, read without a header
+              ) -> int: # the position of the row that names the columns
+    "Where a sheet's column names are: its first row, unless that is a title or a note above the table."
+    filled = top.notna().sum(axis=1).tolist()
+    width = max(filled, default=0)
+    if not width or filled[0] * 2 > width: return 0  # a first row at least half as wide as the table names its columns
+    for i, n in enumerate(filled):  # else the first row about as wide as the table, all of it text
+        if n >= 0.8 * width and all(isinstance(v, str) for v in top.iloc[i].dropna()): return i
+    return 0
+
 def _read_excel(source:Source, columns, nrows, text_columns=()):
     import zipfile
     if not zipfile.is_zipfile(source.location):
         raise DataError(f"{source.location} is not an Excel workbook (.xlsx files are zip archives; this one is not): "
                         "it may be damaged, or another format renamed. Open it in a spreadsheet program and save it as .xlsx or CSV.")
     dtype = {c: str for c in text_columns if columns is None or c in columns} or None
-    try: df = pd.read_excel(source.location, sheet_name=source.sheet, usecols=columns, nrows=nrows, engine="openpyxl", dtype=dtype)
+    try:
+        top = pd.read_excel(source.location, sheet_name=source.sheet, header=None, nrows=HEADER_SCAN, engine="openpyxl")
+        header = header_row(top)
+        df = pd.read_excel(source.location, sheet_name=source.sheet, header=header, usecols=columns, nrows=nrows,
+                           engine="openpyxl", dtype=dtype)
     except (ValueError, IndexError) as e:
         if "not found" in str(e) or "out of range" in str(e) or isinstance(e, IndexError):
             sheets = sheet_names(source.location)
@@ -274,7 +290,7 @@ def _read_excel(source:Source, columns, nrows, text_columns=()):
                             f"{', '.join(map(repr, sheets))}. Set the 'sheet' parameter to one of them (or its position, "
                             "0 for the first).") from None
         raise
-    return df, {"sheet": source.sheet, "sheets": sheet_names(source.location)}
+    return df, {"sheet": source.sheet, "sheets": sheet_names(source.location), "header_row": header}
 
 def _read_sql(source:Source, columns, nrows, text_columns=()):
     from sqlalchemy.engine import make_url
@@ -467,6 +483,10 @@ def describe_read(info:dict, # the account from `read_source` or `read_once`
     if info.get("kind") == "excel":
         rows.append({"step": "read Excel", "column": None, "rows": n,
                      "detail": f"sheet {info.get('sheet')!r} (the workbook has {', '.join(map(repr, info.get('sheets', [])))})"})
+        if info.get("header_row"):
+            rows.append({"step": "read Excel", "column": None, "rows": n, "detail":
+                         f"column names on row {info['header_row'] + 1} (detected): the rows above it, a title or notes "
+                         "narrower than the table, are not data"})
     if info.get("kind") == "sql":
         what = f"table {info['table']!r}" if info.get("table") else f"query: {info.get('query')}"
         how = "rows kept from the run's first read" if info.get("reused") else "read now and kept in the run folder"
