@@ -579,6 +579,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlkit.sources._check_csv_options': ('sources.html#_check_csv_options', 'mlkit/sources.py'),
                                'mlkit.sources._check_file': ('sources.html#_check_file', 'mlkit/sources.py'),
                                'mlkit.sources._fields': ('sources.html#_fields', 'mlkit/sources.py'),
+                               'mlkit.sources._lines_above_header': ('sources.html#_lines_above_header', 'mlkit/sources.py'),
                                'mlkit.sources._non_latin': ('sources.html#_non_latin', 'mlkit/sources.py'),
                                'mlkit.sources._read_csv': ('sources.html#_read_csv', 'mlkit/sources.py'),
                                'mlkit.sources._read_excel': ('sources.html#_read_excel', 'mlkit/sources.py'),

@@ -12,7 +12,7 @@ from .data import BUILTIN_DATASETS
 
 # %% auto #0
 __all__ = ['FILE_KINDS', 'CSV_OPTIONS', 'HEADER_SCAN', 'SNAPSHOT', 'SNAPSHOT_INFO', 'is_url', 'safe_url', 'locate', 'Source',
-           'as_source', 'detect_encoding', 'sniff_csv', 'header_row', 'read_source', 'load_data', 'sheet_names',
+           'as_source', 'detect_encoding', 'header_row', 'sniff_csv', 'read_source', 'load_data', 'sheet_names',
            'file_sha256', 'frame_sha256', 'fingerprint', 'keep_rows', 'read_once', 'describe_read']
 
 # %% ../notebooks/sources.ipynb #a36c61df
@@ -211,6 +211,35 @@ def _sample_text(head:bytes, encoding:str) -> str:
 def _fields(text:str, sep:str, quotechar:str) -> list:
     return [f.strip() for row in csv.reader(text.splitlines()[1:200], delimiter=sep, quotechar=quotechar) for f in row]
 
+HEADER_SCAN = 30  # the first rows of a sheet or a CSV file searched for its column names
+
+def header_row(top:pd.DataFrame, # the first rows of a sheet, read without a header
+              ) -> int: # the position of the row that names the columns
+    "Where a sheet's column names are: its first row, unless that is a title or a note above the table."
+    filled = top.notna().sum(axis=1).tolist()
+    width = max(filled, default=0)
+    if not width or filled[0] * 2 > width: return 0  # a first row at least half as wide as the table names its columns
+    for i, n in enumerate(filled):  # else the first row about as wide as the table, all of it text ...
+        if n >= 0.8 * width and all(isinstance(v, str) for v in top.iloc[i].dropna()):
+            below = top.iloc[i + 1:]  # ... over a column of numbers: names, not a row of data (or a misread delimiter)
+            over_numbers = any(isinstance(top.iat[i, j], str) and len(col := below.iloc[:, j].dropna())
+                               and sum(not isinstance(v, str) for v in col) * 2 > len(col) for j in range(top.shape[1]))
+            return i if over_numbers else 0
+    return 0
+
+_NUMBERISH = re.compile(r"[-+]?[\d.,' ]*\d[\d.,' ]*%?")
+
+def _lines_above_header(text:str, sep:str, quotechar:str) -> int:
+    "How many lines of a CSV come before its column names: a title or notes narrower than the table (`header_row`)."
+    reader, rows, starts, line = csv.reader(text.splitlines()[:HEADER_SCAN], delimiter=sep, quotechar=quotechar), [], [], 0
+    try:
+        for r in reader:  # a quoted field may span lines: a row starts on the line where the one before it ended
+            starts.append(line); line = reader.line_num
+            rows.append([None if not f.strip() else 0.0 if _NUMBERISH.fullmatch(f.strip()) else f for f in r])
+    except csv.Error: return 0
+    h = header_row(pd.DataFrame(rows)) if rows else 0
+    return starts[h] if h else 0
+
 def sniff_csv(path, # the CSV file
               csv_options:dict|None=None, # options that override detection
              ) -> dict: # `pandas.read_csv` arguments (sep, encoding, decimal, thousands, quotechar, ...) and `detected`
@@ -223,13 +252,18 @@ def sniff_csv(path, # the CSV file
     detected = {"encoding": enc, "encoding_how": how}
     if "sep" in opts: sep, quote = opts["sep"], opts.get("quotechar", '"')
     else:
-        try:
-            dialect = csv.Sniffer().sniff(text[:20000], delimiters=_DELIMITERS)
-            sep, quote = dialect.delimiter, dialect.quotechar or '"'
-        except csv.Error:  # one column, or too irregular to tell: the common default
-            sep, quote = ",", '"'
+        lines = text[:20000].splitlines()
+        # a title or notes above the table can leave the sniffer unsure: then the lower half of the sample, all table
+        for sample in ("\n".join(lines), "\n".join(lines[len(lines) // 2:])):
+            try:
+                dialect = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS)
+                sep, quote = dialect.delimiter, dialect.quotechar or '"'
+                break
+            except csv.Error: sep, quote = ",", '"'  # one column, or too irregular to tell: the common default
         quote = opts.get("quotechar", quote)
     detected.update(sep=sep, quotechar=quote)
+    skip = _lines_above_header(text, sep, quote)
+    if skip: text = "\n".join(text.splitlines()[skip:]); detected["header_line"] = skip + 1
     fields = _fields(text, sep, quote)
     decimal, thousands = ".", None
     if sep != "," and any(_COMMA_DECIMAL.match(v) for v in fields) and not any(
@@ -239,6 +273,7 @@ def sniff_csv(path, # the CSV file
     decimal, thousands = opts.get("decimal", decimal), opts.get("thousands", thousands)
     detected.update(decimal=decimal, thousands=thousands)
     kwargs = {"sep": sep, "encoding": enc, "quotechar": quote, "decimal": decimal, "thousands": thousands}
+    if skip: kwargs["skiprows"] = skip
     if "na_values" in opts: kwargs["na_values"] = opts["na_values"]
     rows = list(csv.reader(text.splitlines()[:200], delimiter=sep, quotechar=quote))
     zeros = [h.strip() for i, h in enumerate(rows[0] if rows else [])
@@ -259,18 +294,6 @@ def _read_csv(source:Source, columns, nrows, text_columns=()):
         detected.update(encoding="cp1252", encoding_how="not UTF-8 past the first 64 KiB; read as Windows-1252")
         df = pd.read_csv(source.location, usecols=columns, nrows=nrows, encoding_errors="replace", **args)
     return df, {"detected": detected, "overridden": overridden}
-
-HEADER_SCAN = 30  # the rows of a sheet searched for its column names
-
-def header_row(top:pd.DataFrame, # the first rows of a sheet, read without a header
-              ) -> int: # the position of the row that names the columns
-    "Where a sheet's column names are: its first row, unless that is a title or a note above the table."
-    filled = top.notna().sum(axis=1).tolist()
-    width = max(filled, default=0)
-    if not width or filled[0] * 2 > width: return 0  # a first row at least half as wide as the table names its columns
-    for i, n in enumerate(filled):  # else the first row about as wide as the table, all of it text
-        if n >= 0.8 * width and all(isinstance(v, str) for v in top.iloc[i].dropna()): return i
-    return 0
 
 def _read_excel(source:Source, columns, nrows, text_columns=()):
     import zipfile
@@ -478,6 +501,10 @@ def describe_read(info:dict, # the account from `read_source` or `read_once`
         num = "decimal comma" if d["decimal"] == "," else "decimal point"
         if d.get("thousands"): num += f", thousands separator {d['thousands']!r}"
         rows.append({"step": "read CSV", "column": None, "rows": n, "detail": num + mark("decimal")})
+        if d.get("header_line"):
+            rows.append({"step": "read CSV", "column": None, "rows": n, "detail":
+                         f"column names on line {d['header_line']} (detected): the lines above it, a title or notes "
+                         "narrower than the table, are not data"})
         for c in d.get("leading_zeros", []):
             rows.append({"step": "read CSV", "column": c, "rows": n, "detail": "read as text: digits with a leading zero (e.g. a code or zip)"})
     if info.get("kind") == "excel":
