@@ -100,7 +100,8 @@ def format_runs(t, # a table from `list_runs` (or `diff_runs`)
     Options(*FORMATS).check("format", fmt)
     if fmt == "csv": return t.to_csv(index=False)
     if fmt == "json": return t.to_json(orient="records", indent=1)
-    cols = [c.removeprefix("param:") for c in t.columns]
+    # a parameter's column is headed by its name, unless a column of the table has that name (`data`: the file and its hash)
+    cols = [c.removeprefix("param:") if c.removeprefix("param:") not in t.columns else c for c in t.columns]
     rows = [[_cell(v) for v in r] for r in t.itertuples(index=False)]
     if fmt == "md":
         return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|"*len(cols)] + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
