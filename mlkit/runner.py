@@ -748,8 +748,9 @@ def _run_chain(spec, token, params, out, start, stop, echo, cache, force) -> dic
         except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into RunInterrupted
             signum = getattr(e, "signum", signal.SIGINT)
             done = {s["name"] for s in record["stages"] if s["status"] in ("succeeded", "skipped", "cached")}
+            # after the last stage's work, in its bookkeeping (its page, the cache): resuming redoes, or restores, that stage
             mark_interrupted(record, f"mlkit run was stopped by {signal.Signals(signum).name}",
-                             resume_from=next((s for s in todo if s not in done), None))
+                             resume_from=next((s for s in todo if s not in done), todo[-1] if todo else None))
             record.update(seconds=round(time.perf_counter() - t_all, 2), metrics=_metrics(run))
             write_json(run.file("run"), record)
             raise RunInterrupted(signum, _quote(run.file("run")), record["error"]["resume"]) from None

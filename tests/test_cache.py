@@ -70,6 +70,18 @@ def test_an_unchanged_rerun_through_the_command_imports_no_data_library(cold, st
     assert "heavy []" in r.stdout, r.stdout
 
 
+def test_a_signal_after_the_last_stage_leaves_a_run_that_resumes_from_it(tmp_path):
+    """Interrupted in the last stage's bookkeeping (here, storing it in the cache), after its work succeeded: the record
+    says interrupted, and its resume command names that stage (resuming redoes or restores it), not the whole chain."""
+    class Interrupted(StageCache):
+        def store(self, *a, **k): raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_chain({**FAST}, out=tmp_path / "r", cache=Interrupted(tmp_path / "c"), stop="01_define", echo=lambda s: None)
+    rec = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert rec["status"] == "interrupted" and [s["status"] for s in rec["stages"]] == ["succeeded"], rec
+    assert rec["error"]["resume"].endswith("--from 01_define"), rec["error"]
+
+
 def test_a_tuning_setting_reruns_exactly_the_stages_from_08(cold, store):
     d, _ = cold
     rec = runner.run_chain({**FAST, "n_iter": 4}, out=d / "tuned", cache=store, echo=lambda s: None)
