@@ -42,8 +42,8 @@ def late_seconds(cold):
 def import_floor(repeat=3):
     """Seconds a fresh Python takes to import what every stage's kernel shares (`mlkit.runner.PRELOAD`, as the kernel
     server does; fastest of `repeat`): no stage can start sooner in a new `mlkit run`, and a cold run pays it before 01."""
-    code = ("import gc, time; gc.disable(); t = time.perf_counter()\nfrom mlkit.runner import PRELOAD\nexec(PRELOAD)\n"
-            "import ipykernel.kernelapp, ipykernel.ipkernel\nprint(time.perf_counter() - t)")
+    code = ("import gc, time; gc.disable()\nfrom mlkit.runner import PRELOAD\nfrom mlkit.kernels import import_shared\n"
+            "t = time.perf_counter(); import_shared(PRELOAD); print(time.perf_counter() - t)")
     return min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
                for _ in range(repeat))
 

@@ -4,7 +4,7 @@
 
 # %% ../notebooks/core.ipynb #37da9dd6
 from __future__ import annotations
-import json
+import json, sys, importlib
 from pathlib import Path
 
 # %% auto #0
@@ -81,13 +81,15 @@ def die_with_parent(sig:int=15, # the signal to receive when the parent dies (SI
 # %% ../notebooks/core.ipynb #9d6cca00
 class _LazyModule:
     "A stand-in for a module, imported on the first use of one of its attributes."
-    def __init__(self, name:str): self.__dict__["_name"] = name
+    def __init__(self, name:str, home:dict): self.__dict__.update(_name=name, _home=home)
     def __getattr__(self, attr:str):
-        import importlib
-        return getattr(importlib.import_module(self._name), attr)
+        module = importlib.import_module(self._name)
+        for k, v in list(self._home.items()):  # the asking module's name for it is the module itself from now on
+            if v is self: self._home[k] = module
+        return getattr(module, attr)
     def __repr__(self) -> str: return f"<module {self._name!r}, imported on first use>"
 
 def lazy_import(name:str, # a module's full name, e.g. "pandas"
                ) -> _LazyModule:
     "A stand-in for module `name` that imports it when one of its attributes is first used."
-    return _LazyModule(name)
+    return _LazyModule(name, sys._getframe(1).f_globals)

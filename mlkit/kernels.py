@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import die_with_parent
 
 # %% auto #0
-__all__ = ['SERVERS', 'serve', 'ForkedKernel', 'KernelServer', 'start_server', 'close_server']
+__all__ = ['SERVERS', 'import_shared', 'serve', 'ForkedKernel', 'KernelServer', 'start_server', 'close_server']
 
 # %% ../notebooks/kernels.ipynb #67420114
 def _line(sock:socket.socket, buf:bytearray, timeout:float|None) -> bytes|None:
@@ -63,6 +63,14 @@ def _become_kernel(request:dict, server:int, close:list):
             except Exception: pass
         os._exit(code)
 
+def import_shared(preload:str, # Python statements: the imports every kernel shares
+                 ):
+    "Import what a kernel server imports once for all its kernels: `preload`, then ipykernel (a failure is told, not raised)."
+    try: exec(preload, {})
+    except BaseException as e: print(f"mlkit kernel server: the kernels will import for themselves ({type(e).__name__}: {e})", file=sys.stderr)
+    try: import ipykernel.kernelapp, ipykernel.ipkernel  # noqa: F401
+    except ImportError: pass
+
 def serve(listener_fd:int, # a listening Unix socket, bound by the process that started this one
           preload:str, # Python statements run once, before the first fork: the imports every kernel shares
          ):
@@ -71,10 +79,7 @@ def serve(listener_fd:int, # a listening Unix socket, bound by the process that 
     listener = socket.socket(fileno=listener_fd)
     path = listener.getsockname()
     gc.disable()  # importing makes objects by the hundred thousand: collecting them meanwhile costs a fifth of the time
-    try: exec(preload, {})
-    except BaseException as e: print(f"mlkit kernel server: the kernels will import for themselves ({type(e).__name__}: {e})", file=sys.stderr)
-    try: import ipykernel.kernelapp, ipykernel.ipkernel  # noqa: F401
-    except ImportError: pass
+    import_shared(preload)
     gc.freeze()  # what is imported now stays on pages the kernels share: the collector does not touch them
     gc.enable()
     sig_r, sig_w = os.pipe()

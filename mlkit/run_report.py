@@ -60,7 +60,7 @@ def _direction(metric) -> str:
     from mlkit.metrics import METRICS
     return "at least" if metric not in METRICS or METRICS[metric].greater_is_better else "at most"
 
-def _cell(v:str):
+def _number(v:str):
     "A CSV cell as the number it holds, if it holds one (read with `csv`: the report needs no pandas)."
     for kind in (int, float):
         try: return kind(v)
@@ -136,7 +136,7 @@ def render_run_report(run_dir, # a run folder
                      _num((m.get("validation") or {}).get(n)), _num((m.get("test") or {}).get(n))] for n in names_]))
     if (run/"reports"/"leaderboard.csv").exists():
         with open(run/"reports"/"leaderboard.csv", newline="", encoding="utf-8") as f: board = list(csv.reader(f))
-        if board: parts.append("<h2>Leaderboard</h2>" + _table(board[0], [[_num(_cell(v)) for v in r] for r in board[1:]]))
+        if board: parts.append("<h2>Leaderboard</h2>" + _table(board[0], [[_num(_number(v)) for v in r] for r in board[1:]]))
     parts.append("<h2>Figures</h2>" + _figures(run))
     if (run/"reports"/"model_card.md").exists():
         parts.append("<h2>Model card</h2><div class=card>" + mistune.html((run/"reports"/"model_card.md").read_text()) + "</div>")

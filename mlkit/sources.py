@@ -302,10 +302,10 @@ def _read_excel(source:Source, columns, nrows, text_columns=()):
                         "it may be damaged, or another format renamed. Open it in a spreadsheet program and save it as .xlsx or CSV.")
     dtype = {c: str for c in text_columns if columns is None or c in columns} or None
     try:
-        top = pd.read_excel(source.location, sheet_name=source.sheet, header=None, nrows=HEADER_SCAN, engine="openpyxl")
-        header = header_row(top)
-        df = pd.read_excel(source.location, sheet_name=source.sheet, header=header, usecols=columns, nrows=nrows,
-                           engine="openpyxl", dtype=dtype)
+        with pd.ExcelFile(source.location, engine="openpyxl") as book:  # opened once: the header's search, then the table
+            sheets = book.sheet_names
+            header = header_row(book.parse(source.sheet, header=None, nrows=HEADER_SCAN))
+            df = book.parse(source.sheet, header=header, usecols=columns, nrows=nrows, dtype=dtype)
     except (ValueError, IndexError) as e:
         if "not found" in str(e) or "out of range" in str(e) or isinstance(e, IndexError):
             sheets = sheet_names(source.location)
@@ -313,7 +313,7 @@ def _read_excel(source:Source, columns, nrows, text_columns=()):
                             f"{', '.join(map(repr, sheets))}. Set the 'sheet' parameter to one of them (or its position, "
                             "0 for the first).") from None
         raise
-    return df, {"sheet": source.sheet, "sheets": sheet_names(source.location), "header_row": header}
+    return df, {"sheet": source.sheet, "sheets": sheets, "header_row": header}
 
 def _read_sql(source:Source, columns, nrows, text_columns=()):
     from sqlalchemy.engine import make_url
